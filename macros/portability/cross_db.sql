@@ -1,0 +1,43 @@
+{#- Cross-database helpers. Models call these instead of warehouse-specific syntax, so the same SQL
+    runs on DuckDB and PostgreSQL and compiles for Redshift. -#}
+
+{#- 64-bit floating point. dbt.type_float() is FLOAT4 on DuckDB, too coarse for money sums. -#}
+{% macro type_double() -%}
+    {{ return(adapter.dispatch('type_double', 'shopper_segments')()) }}
+{%- endmacro %}
+
+{% macro default__type_double() -%}double precision{%- endmacro %}
+
+
+{#- True when the whole of `expr` matches the regular expression `pattern` (no anchors needed).
+    Use POSIX classes such as [0-9] rather than \d: Redshift's ~ is POSIX. -#}
+{% macro regex_full_match(expr, pattern) -%}
+    {{ return(adapter.dispatch('regex_full_match', 'shopper_segments')(expr, pattern)) }}
+{%- endmacro %}
+
+{% macro default__regex_full_match(expr, pattern) -%}
+    ({{ expr }} ~ '^({{ pattern }})$')
+{%- endmacro %}
+
+{% macro duckdb__regex_full_match(expr, pattern) -%}
+    regexp_full_match({{ expr }}, '{{ pattern }}')
+{%- endmacro %}
+
+
+{#- numerator / denominator as a double, NULL when the denominator is 0 or NULL.
+    Casting first avoids PostgreSQL's integer division. -#}
+{% macro safe_divide(numerator, denominator) -%}
+    (cast({{ numerator }} as {{ type_double() }}) / nullif({{ denominator }}, 0))
+{%- endmacro %}
+
+
+{#- Seconds from `start` to `end` as a whole number. -#}
+{% macro seconds_between(start, end) -%}
+    {{ dbt.datediff(start, end, 'second') }}
+{%- endmacro %}
+
+
+{#- Number of rows where `condition` holds, as a BIGINT on every warehouse (DuckDB sums integers into HUGEINT). -#}
+{% macro count_where(condition) -%}
+    cast(sum(case when {{ condition }} then 1 else 0 end) as {{ dbt.type_bigint() }})
+{%- endmacro %}

@@ -1,0 +1,200 @@
+{#- Apply the current segment model in plain SQL: impute -> log1p -> clip -> standardise ->
+    project on the principal components -> nearest centroid. Every number comes from the
+    parameter table (segment_model) at run time, so any warehouse scores at full scale exactly
+    as scikit-learn's predict does (tests/pytest/test_pipeline.py checks it user by user). -#}
+
+{#- The relation holding the fitted parameters. -#}
+{% macro segment_model_relation() -%}
+    {{ return(ref('segment_model')) }}
+{%- endmacro %}
+
+
+{#- The shape of the current model version: its number, features (in order), components, segments.
+    Returns none at parse time, when no query can run, and before the first fit. -#}
+{% macro current_segment_model() -%}
+    {%- if not execute -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set relation = segment_model_relation() -%}
+    {%- if adapter.get_relation(relation.database, relation.schema, relation.identifier) is none -%}
+        {#- Compiling (linting, docs) before the first fit: nothing to read yet. -#}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set shape_query -%}
+        select
+            param_group,
+            param_name,
+            feature_name,
+            component,
+            segment_id,
+            value,
+            model_version
+        from {{ relation }}
+        where
+            model_version = (select max(latest.model_version) from {{ relation }} as latest)
+            and (
+                (param_group = 'preprocess' and param_name = 'position')
+                or (param_group = 'kmeans' and param_name = 'centroid' and component = 1)
+                or (param_group = 'pca' and param_name = 'loading')
+            )
+    {%- endset -%}
+    {%- set rows = run_query(shape_query).rows -%}
+    {%- if rows | length == 0 -%}
+        {{ exceptions.raise_compiler_error("No segment model has been fitted yet: build segment_model first.") }}
+    {%- endif -%}
+    {%- set positions = {} -%}
+    {%- set segments = [] -%}
+    {%- set components = [] -%}
+    {%- for row in rows -%}
+        {%- if row['param_group'] == 'preprocess' -%}
+            {%- do positions.update({row['feature_name']: row['value'] | int}) -%}
+        {%- elif row['param_group'] == 'kmeans' -%}
+            {%- do segments.append(row['segment_id'] | int) -%}
+        {%- elif (row['component'] | int) not in components -%}
+            {%- do components.append(row['component'] | int) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- set features = positions.items() | sort(attribute='1') | map(attribute='0') | list -%}
+    {{ return({
+        'version': rows[0]['model_version'] | int,
+        'features': features,
+        'components': components | sort,
+        'segments': segments | sort
+    }) }}
+{%- endmacro %}
+
+
+{#- One-row relation: every parameter of `model` as its own column, read from the table. -#}
+{% macro segment_params_row(model) -%}
+    {%- set columns = [] -%}
+    {%- for feature in model.features -%}
+        {%- set i = loop.index -%}
+        {%- for name in ['log1p', 'impute_value', 'clip_low', 'clip_high', 'center', 'scale'] -%}
+            {%- do columns.append((name ~ '_' ~ i, "param_group = 'preprocess' and param_name = '" ~ name ~ "' and feature_name = '" ~ feature ~ "'")) -%}
+        {%- endfor -%}
+        {%- do columns.append(('pca_mean_' ~ i, "param_group = 'pca' and param_name = 'mean' and feature_name = '" ~ feature ~ "'")) -%}
+        {%- for c in model.components -%}
+            {%- do columns.append(('loading_' ~ i ~ '_' ~ c, "param_group = 'pca' and param_name = 'loading' and feature_name = '" ~ feature ~ "' and component = " ~ c)) -%}
+        {%- endfor -%}
+    {%- endfor -%}
+    {%- for s in model.segments -%}
+        {%- for c in model.components -%}
+            {%- do columns.append(('centroid_' ~ s ~ '_' ~ c, "param_group = 'kmeans' and param_name = 'centroid' and segment_id = " ~ s ~ " and component = " ~ c)) -%}
+        {%- endfor -%}
+    {%- endfor -%}
+    select
+        {%- for name, condition in columns %}
+        max(case when {{ condition }} then value end) as {{ name }}{{ ',' if not loop.last }}
+        {%- endfor %}
+    from {{ segment_model_relation() }}
+    where model_version = {{ model.version }}
+{%- endmacro %}
+
+
+{#- (user_id, segment_id, distance_to_centroid) for every shopper of `features_relation` with at
+    least min_events events. -#}
+{% macro segment_scores(model, features_relation) -%}
+    {%- if model is none -%}
+        {#- Before the first fit (compiling, linting): the shape of the result only. -#}
+        select
+            user_id,
+            cast(null as integer) as segment_id,
+            cast(null as {{ type_double() }}) as distance_to_centroid
+        from {{ features_relation }}
+        where 1 = 0
+    {%- else -%}
+    {%- set distances = [] -%}
+    {%- for s in model.segments -%}
+        {%- do distances.append('squared_distance_' ~ s) -%}
+    {%- endfor -%}
+    with params as (
+        {{ segment_params_row(model) | indent(8) }}
+    ),
+
+    eligible as (
+        select
+            user_id,
+            {%- for feature in model.features %}
+            cast({{ feature }} as {{ type_double() }}) as feature_{{ loop.index }}{{ ',' if not loop.last }}
+            {%- endfor %}
+        from {{ features_relation }}
+        where events >= {{ var('min_events') }}
+    ),
+
+    imputed as (
+        select
+            eligible.user_id,
+            {%- for feature in model.features %}
+            {%- set i = loop.index %}
+            case
+                when params.log1p_{{ i }} = 1
+                    then ln(1 + greatest(coalesce(eligible.feature_{{ i }}, params.impute_value_{{ i }}), 0))
+                else coalesce(eligible.feature_{{ i }}, params.impute_value_{{ i }})
+            end as transformed_{{ i }}{{ ',' if not loop.last }}
+            {%- endfor %}
+        from eligible
+        cross join params
+    ),
+
+    standardised as (
+        select
+            imputed.user_id,
+            {%- for feature in model.features %}
+            {%- set i = loop.index %}
+            (least(greatest(imputed.transformed_{{ i }}, params.clip_low_{{ i }}), params.clip_high_{{ i }})
+                - params.center_{{ i }}) / params.scale_{{ i }} - params.pca_mean_{{ i }}
+                as centred_{{ i }}{{ ',' if not loop.last }}
+            {%- endfor %}
+        from imputed
+        cross join params
+    ),
+
+    projected as (
+        select
+            standardised.user_id,
+            {%- for c in model.components %}
+            {%- set component_loop = loop %}
+            {%- for feature in model.features %}
+            {{ '+ ' if not loop.first else '' }}standardised.centred_{{ loop.index }} * params.loading_{{ loop.index }}_{{ c }}
+            {%- endfor %}
+                as component_{{ c }}{{ ',' if not component_loop.last }}
+            {%- endfor %}
+        from standardised
+        cross join params
+    ),
+
+    distances as (
+        select
+            projected.user_id,
+            {%- for s in model.segments %}
+            {%- set segment_loop = loop %}
+            {%- for c in model.components %}
+            {{ '+ ' if not loop.first else '' }}(projected.component_{{ c }} - params.centroid_{{ s }}_{{ c }})
+                * (projected.component_{{ c }} - params.centroid_{{ s }}_{{ c }})
+            {%- endfor %}
+                as squared_distance_{{ s }}{{ ',' if not segment_loop.last }}
+            {%- endfor %}
+        from projected
+        cross join params
+    ),
+
+    nearest as (
+        select
+            distances.*,
+            {% if distances | length > 1 %}least({{ distances | join(', ') }}){% else %}{{ distances[0] }}{% endif %}
+                as squared_distance
+        from distances
+    )
+
+    select
+        user_id,
+        -- The first segment at the minimum distance, as numpy's argmin.
+        case
+            {%- for s in model.segments %}
+            when squared_distance_{{ s }} = squared_distance then {{ s }}
+            {%- endfor %}
+        end as segment_id,
+        sqrt(squared_distance) as distance_to_centroid
+    from nearest
+    {%- endif -%}
+{%- endmacro %}

@@ -1,0 +1,127 @@
+{#- One row per shopping session (user_id, user_session): what happened in it.
+    Incremental: sessions that received events from newly loaded files are recomputed from all
+    their events, so a session spread over several files ends up exactly as in a full refresh. -#}
+{{ config(
+    materialized='incremental',
+    unique_key=['user_id', 'user_session'],
+    incremental_strategy='delete+insert',
+    on_schema_change='fail'
+) }}
+
+with
+{% if is_incremental() %}
+    -- Sessions that received events from files loaded since the previous run.
+    touched_sessions as (
+        select distinct
+            user_id,
+            user_session
+        from {{ ref('stg_events') }}
+        where load_id > (select coalesce(max(known.last_load_id), 0) from {{ this }} as known)
+    ),
+{% endif %}
+
+events as (
+    select stg_events.*
+    from {{ ref('stg_events') }} as stg_events
+    {% if is_incremental() %}
+        inner join touched_sessions
+            on
+                stg_events.user_id = touched_sessions.user_id
+                and stg_events.user_session = touched_sessions.user_session
+    {% endif %}
+),
+
+flagged_events as (
+    select
+        events.user_id,
+        events.user_session,
+        events.event_time,
+        events.event_type,
+        events.product_id,
+        events.price,
+        events.load_id,
+        case when {{ is_weekend('events.event_time') }} then 1 else 0 end as is_weekend,
+        case when {{ is_night('events.event_time') }} then 1 else 0 end as is_night,
+        case when calendar.calendar_date is not null then 1 else 0 end as is_marketing_day
+    from events
+    left join {{ ref('marketing_calendar') }} as calendar
+        on cast(events.event_time as date) = calendar.calendar_date
+),
+
+-- For each product carted in a session: was it bought in that session?
+carted_products as (
+    select
+        user_id,
+        user_session,
+        product_id,
+        max(case when event_type = 'purchase' then 1 else 0 end) as was_purchased
+    from events
+    where event_type in ('cart', 'purchase')
+    group by user_id, user_session, product_id
+    having max(case when event_type = 'cart' then 1 else 0 end) = 1
+),
+
+cart_outcomes as (
+    select
+        user_id,
+        user_session,
+        count(*) as carted_products,
+        sum(was_purchased) as purchased_carted_products
+    from carted_products
+    group by user_id, user_session
+),
+
+session_totals as (
+    select
+        user_id,
+        user_session,
+        min(event_time) as session_start,
+        max(event_time) as session_end,
+        count(*) as events,
+        {{ count_where("event_type = 'view'") }} as views,
+        {{ count_where("event_type = 'cart'") }} as carts,
+        {{ count_where("event_type = 'remove_from_cart'") }} as removes,
+        {{ count_where("event_type = 'purchase'") }} as purchases,
+        coalesce(sum(case when event_type = 'purchase' then price end), 0) as revenue,
+        {{ count_where("event_type = 'purchase' and price is not null") }} as priced_purchases,
+        {{ count_where("event_type = 'view' and price is not null") }} as priced_views,
+        coalesce(sum(case when event_type = 'view' then price end), 0) as viewed_price_total,
+        count(distinct product_id) as distinct_products,
+        {{ count_where('is_weekend = 1') }} as weekend_events,
+        {{ count_where('is_night = 1') }} as night_events,
+        {{ count_where('is_marketing_day = 1') }} as marketing_day_events,
+        {{ count_where("is_marketing_day = 1 and event_type = 'purchase'") }} as marketing_day_purchases,
+        max(load_id) as last_load_id
+    from flagged_events
+    group by user_id, user_session
+)
+
+select
+    session_totals.user_id,
+    session_totals.user_session,
+    session_totals.session_start,
+    session_totals.session_end,
+    cast(
+        {{ seconds_between('session_totals.session_start', 'session_totals.session_end') }}  -- noqa: LT05
+        as {{ dbt.type_bigint() }}
+    ) as duration_seconds,
+    cast(session_totals.events as {{ dbt.type_bigint() }}) as events,
+    session_totals.views,
+    session_totals.carts,
+    session_totals.removes,
+    session_totals.purchases,
+    cast(session_totals.revenue as {{ type_double() }}) as revenue,
+    session_totals.priced_purchases,
+    session_totals.priced_views,
+    cast(session_totals.viewed_price_total as {{ type_double() }}) as viewed_price_total,
+    cast(session_totals.distinct_products as {{ dbt.type_bigint() }}) as distinct_products,
+    cast(coalesce(cart_outcomes.carted_products, 0) as {{ dbt.type_bigint() }}) as carted_products,
+    cast(coalesce(cart_outcomes.purchased_carted_products, 0) as {{ dbt.type_bigint() }}) as purchased_carted_products,
+    session_totals.weekend_events,
+    session_totals.night_events,
+    session_totals.marketing_day_events,
+    session_totals.marketing_day_purchases,
+    session_totals.last_load_id
+from session_totals
+left join cart_outcomes
+    on session_totals.user_id = cart_outcomes.user_id and session_totals.user_session = cart_outcomes.user_session

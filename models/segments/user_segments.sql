@@ -1,0 +1,58 @@
+{#- One row per shopper: their segment under the current model, or the status
+    `not_enough_history` while they have fewer than min_events events.
+    Incremental: each run scores every shopper (seconds in SQL) but writes only the rows whose
+    result changed, so scored_at says when a shopper's segment was last (re)assigned and a run
+    with no new data changes nothing. -#}
+-- depends_on: {{ segment_model_relation() }}
+{{ config(
+    materialized='incremental',
+    unique_key='user_id',
+    incremental_strategy='delete+insert',
+    on_schema_change='fail'
+) }}
+
+{%- set model = current_segment_model() %}
+{%- set model_version = model.version if model is not none else 0 %}
+
+with scores as (
+    {{ segment_scores(model, ref('user_features')) | indent(4) }}
+),
+
+current_labels as (
+    select
+        segment_id,
+        segment_name
+    from {{ ref('segment_labels') }}
+    where model_version = {{ model_version }}
+),
+
+results as (
+    select
+        shoppers.user_id,
+        case when scores.user_id is null then 'not_enough_history' else 'scored' end as segment_status,
+        cast(scores.segment_id as integer) as segment_id,
+        cast(coalesce(current_labels.segment_name, 'Not enough history') as {{ dbt.type_string() }}) as segment_name,
+        cast(scores.distance_to_centroid as {{ type_double() }}) as distance_to_centroid,
+        cast({{ model_version }} as integer) as model_version
+    from {{ ref('user_features') }} as shoppers
+    left join scores on shoppers.user_id = scores.user_id
+    left join current_labels on scores.segment_id = current_labels.segment_id
+)
+
+select
+    results.*,
+    cast({{ dbt.current_timestamp() }} as {{ dbt.type_timestamp() }}) as scored_at
+from results
+{% if is_incremental() %}
+    where
+        not exists (
+            select 1
+            from {{ this }} as previous
+            where
+                previous.user_id = results.user_id
+                and previous.model_version = results.model_version
+                and previous.segment_status = results.segment_status
+                and coalesce(previous.segment_id, 0) = coalesce(results.segment_id, 0)
+                and coalesce(previous.distance_to_centroid, -1) = coalesce(results.distance_to_centroid, -1)
+        )
+{% endif %}

@@ -1,0 +1,69 @@
+{#- Clean, typed, de-duplicated events: one row per distinct event, the first copy kept.
+    Incremental: only lines of files not processed yet are read (see pending_load_ids). -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail'
+) }}
+
+with valid_lines as (
+    select *
+    from {{ ref('base_event_lines') }}
+    where
+        reject_reason is null
+        and load_id in ({{ pending_load_ids() }})
+),
+
+numbered_copies as (
+    select
+        *,
+        -- Exact duplicates share all nine fields; the copy from the earliest file and line is kept.
+        row_number() over (
+            partition by
+                event_time, event_type, product_id, category_id, category_code,
+                brand, price, user_id, user_session
+            order by load_id, line_number
+        ) as copy_number
+    from valid_lines
+),
+
+first_copies as (
+    select *
+    from numbered_copies
+    where copy_number = 1
+)
+
+select
+    event_time,
+    event_type,
+    product_id,
+    category_id,
+    category_code,
+    nullif(split_part(category_code, '.', 1), '') as category_l1,
+    nullif(split_part(category_code, '.', 2), '') as category_l2,
+    nullif(split_part(category_code, '.', 3), '') as category_l3,
+    brand,
+    price,
+    user_id,
+    user_session,
+    source_file,
+    load_id,
+    line_number
+from first_copies
+{% if is_incremental() %}
+    where
+        not exists (
+            select 1
+            from {{ this }} as known
+            where
+                known.event_time = first_copies.event_time
+                and known.user_id = first_copies.user_id
+                and known.user_session = first_copies.user_session
+                and known.event_type = first_copies.event_type
+                and known.product_id = first_copies.product_id
+                and known.category_id = first_copies.category_id
+                and coalesce(known.category_code, '') = coalesce(first_copies.category_code, '')
+                and coalesce(known.brand, '') = coalesce(first_copies.brand, '')
+                and coalesce(known.price, -1) = coalesce(first_copies.price, -1)
+        )
+{% endif %}

@@ -1,0 +1,52 @@
+"""Where things are: the project folder, the DuckDB file, the event files.
+
+Every default lives here once; the dbt profile reads the same environment variables
+(`profiles/profiles.yml`), and a test checks that both agree on the DuckDB default.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_DUCKDB_PATH = "warehouse/shopper_segments.duckdb"
+DEFAULT_EVENTS = "data/events/demo"
+DEFAULT_RAW_SCHEMA = "raw"
+
+
+def project_dir() -> Path:
+    """The dbt project folder: $SEGMENTS_PROJECT_DIR, else the nearest parent of the cwd holding dbt_project.yml."""
+    configured = os.environ.get("SEGMENTS_PROJECT_DIR")
+    if configured:
+        return Path(configured).resolve()
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "dbt_project.yml").is_file():
+            return folder
+    raise SystemExit(
+        "Cannot find the shopper-segments project (no dbt_project.yml here or above). "
+        "Run from the project folder or set SEGMENTS_PROJECT_DIR."
+    )
+
+
+def _in_project(path: str | os.PathLike[str]) -> Path:
+    path = Path(path)
+    return path if path.is_absolute() else project_dir() / path
+
+
+def duckdb_path() -> Path:
+    """The warehouse file used by the `duckdb` target."""
+    return _in_project(os.environ.get("SEGMENTS_DUCKDB_PATH", DEFAULT_DUCKDB_PATH))
+
+
+def events_location() -> Path:
+    """Where raw event files are read from: $SEGMENTS_EVENTS (a file, a folder or a glob)."""
+    return _in_project(os.environ.get("SEGMENTS_EVENTS", DEFAULT_EVENTS))
+
+
+def raw_schema() -> str:
+    return os.environ.get("SEGMENTS_RAW_SCHEMA", DEFAULT_RAW_SCHEMA)
+
+
+def target() -> str:
+    return os.environ.get("SEGMENTS_TARGET", "duckdb")

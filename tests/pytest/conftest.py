@@ -1,0 +1,121 @@
+"""Shared fixtures: real warehouses built by the real `segments` command and real dbt runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+PROJECT = Path(__file__).resolve().parents[2]
+SAMPLE_DIR = PROJECT / "data" / "sample"
+OCTOBER_HEAD = SAMPLE_DIR / "2019-Oct-head.csv"
+NOVEMBER_HEAD = SAMPLE_DIR / "2019-Nov-head-noheader.csv"
+
+
+@dataclass
+class Warehouse:
+    """A DuckDB warehouse in a temporary folder, driven through the project's own CLI."""
+
+    workdir: Path
+
+    @property
+    def path(self) -> Path:
+        return self.workdir / "warehouse.duckdb"
+
+    @property
+    def target_dir(self) -> Path:
+        return self.workdir / "target"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            SEGMENTS_PROJECT_DIR=str(PROJECT),
+            SEGMENTS_DUCKDB_PATH=str(self.path),
+            DBT_TARGET_PATH=str(self.target_dir),
+            DBT_LOG_PATH=str(self.workdir / "logs"),
+            DBT_PROFILES_DIR=str(PROJECT / "profiles"),
+        )
+        env.update(extra)
+        return env
+
+    def segments(self, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess:
+        """Run `segments <args>` as a user would; fail the test with its output when it fails."""
+        result = subprocess.run(
+            [sys.executable, "-m", "shopper_segments.cli", *args],
+            cwd=PROJECT,
+            env=self.env(**env),
+            capture_output=True,
+            text=True,
+        )
+        if check and result.returncode != 0:
+            pytest.fail(f"segments {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        return duckdb.connect(str(self.path), read_only=True)
+
+    def df(self, sql: str) -> pd.DataFrame:
+        with self.connect() as con:
+            return con.sql(sql).df()
+
+    def scalar(self, sql: str):
+        with self.connect() as con:
+            return con.sql(sql).fetchall()[0][0]
+
+    def relations(self) -> list[str]:
+        """Every table and view the project created, schema-qualified, from the catalogue."""
+        with self.connect() as con:
+            rows = con.sql(
+                "select schema_name, table_name from duckdb_tables() "
+                "union all select schema_name, view_name from duckdb_views() where not internal"
+            ).fetchall()
+        return sorted(f"{schema}.{name}" for schema, name in rows)
+
+    def digest(self) -> dict[str, tuple]:
+        """(rows, order-independent hash of every row) per relation: equal digests = no row changed."""
+        digests = {}
+        with self.connect() as con:
+            for relation in self.relations():
+                digests[relation] = con.sql(f"select count(*), bit_xor(hash(t)) from {relation} as t").fetchall()[0]
+        return digests
+
+
+@pytest.fixture(scope="session")
+def real_warehouse(tmp_path_factory) -> Warehouse:
+    """The main job on the real October head: load + dbt build."""
+    warehouse = Warehouse(tmp_path_factory.mktemp("real"))
+    warehouse.segments("run", "--events", str(OCTOBER_HEAD))
+    return warehouse
+
+
+@pytest.fixture(scope="session")
+def demo_events(tmp_path_factory):
+    """A small generated demo: two weeks around Black Friday, daily files, with planted archetypes."""
+    from shopper_segments.generator import generate_events
+
+    return generate_events(
+        tmp_path_factory.mktemp("demo_events"),
+        users=3000,
+        start="2019-11-25",
+        days=14,
+        seed=7,
+        split="day",
+        gzip=True,
+        progress=False,
+        defect_rate=0.002,
+    )
+
+
+@pytest.fixture(scope="session")
+def demo_warehouse(tmp_path_factory, demo_events) -> Warehouse:
+    """The main job on generated data (plus the header-less real November head)."""
+    warehouse = Warehouse(tmp_path_factory.mktemp("demo"))
+    warehouse.segments("load", "--events", str(NOVEMBER_HEAD))
+    warehouse.segments("run", "--events", str(demo_events.files[0].parent))
+    return warehouse
