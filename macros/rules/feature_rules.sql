@@ -30,9 +30,9 @@
 {%- endmacro %}
 
 
-{#- The end of the data: the time of the last clean event. -#}
-{% macro data_end() -%}
-    (select max(all_events.event_time) from {{ ref('stg_events') }} as all_events)
+{#- The end of the data: the time of the last clean event (of `events`, default stg_events). -#}
+{% macro data_end(events=none) -%}
+    (select max(all_events.event_time) from {{ events if events is not none else ref('stg_events') }} as all_events)
 {%- endmacro %}
 
 

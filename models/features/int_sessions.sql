@@ -5,18 +5,27 @@
     materialized='incremental',
     unique_key=['user_id', 'user_session'],
     incremental_strategy='delete+insert',
-    on_schema_change='fail'
+    on_schema_change='fail',
+    pre_hook="{{ purge_erased_users() }}",
+    post_hook="{{ purge_expired('session_start') }}"
 ) }}
 
 with
 {% if is_incremental() %}
-    -- Sessions that received events from files loaded since the previous run.
+    -- Sessions that received events from files loaded since the previous run, and sessions that
+    -- lost events to the retention window (the post-hook drops those left with none).
     touched_sessions as (
         select distinct
             user_id,
             user_session
         from {{ ref('stg_events') }}
         where load_id > (select coalesce(max(known.last_load_id), 0) from {{ this }} as known)
+        union
+        select
+            user_id,
+            user_session
+        from {{ this }}
+        where session_start < {{ retention_cutoff() }}
     ),
 {% endif %}
 

@@ -7,14 +7,21 @@
     unique_key='user_id',
     incremental_strategy='delete+insert',
     on_schema_change='fail',
-    post_hook="{{ refresh_recency_days() }}"
+    pre_hook="{{ purge_erased_users() }}",
+    post_hook=["{{ purge_expired('first_event_at') }}", "{{ refresh_recency_days() }}"]
 ) }}
 
 with touched_users as (
     select distinct user_id
     from {{ ref('stg_events') }}
     {% if is_incremental() %}
+        -- Shoppers with events from newly loaded files, and shoppers who lost events to the
+        -- retention window (the post-hook drops those left with none).
         where load_id > (select coalesce(max(known.last_load_id), 0) from {{ this }} as known)
+        union
+        select expiring.user_id
+        from {{ this }} as expiring
+        where expiring.first_event_at < {{ retention_cutoff() }}
     {% endif %}
 ),
 

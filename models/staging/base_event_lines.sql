@@ -1,5 +1,7 @@
-{#- Every landed line split into its nine REES46 fields, with the first rule it breaks.
-    A view: staging models read only the lines of pending files through it. -#}
+{#- Every landed line split into its nine REES46 fields (as text), with the first rule it breaks.
+    A view: staging models read only the lines of pending files through it. Typing happens in
+    stg_events, after rejected lines are filtered out: evaluating the rules once per line, not once
+    per typed column, keeps the parse affordable at tens of millions of lines. -#}
 {{ config(materialized='view') }}
 
 with lines as (
@@ -41,28 +43,5 @@ checked as (
     from fields
 )
 
-select
-    load_id,
-    line_number,
-    source_file,
-    loaded_at,
-    line,
-    reject_reason,
-    -- Typed fields are filled only for valid lines: casting a rejected field would fail.
-    case
-        when reject_reason is null
-            then cast(substring(event_time_text, 1, 19) as {{ dbt.type_timestamp() }})
-    end as event_time,
-    case when reject_reason is null then event_type end as event_type,
-    case when reject_reason is null then cast(product_id_text as {{ dbt.type_bigint() }}) end as product_id,
-    case when reject_reason is null then cast(category_id_text as {{ dbt.type_bigint() }}) end as category_id,
-    case when reject_reason is null then nullif(category_code_text, '') end as category_code,
-    case when reject_reason is null then nullif(brand_text, '') end as brand,
-    -- A zero price means "price not recorded" (REES46 has such views): kept as NULL, see docs/data_quality.md.
-    case
-        when reject_reason is null
-            then nullif(cast(price_text as {{ type_double() }}), 0)
-    end as price,
-    case when reject_reason is null then cast(user_id_text as {{ dbt.type_bigint() }}) end as user_id,
-    case when reject_reason is null then user_session end as user_session
+select *
 from checked

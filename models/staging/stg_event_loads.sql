@@ -4,7 +4,8 @@
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
-    on_schema_change='fail'
+    on_schema_change='fail',
+    post_hook="{{ purge_landing_layer() }}"
 ) }}
 
 with files as (
@@ -15,14 +16,23 @@ with files as (
     {% endif %}
 ),
 
+erased_ids as (
+    {{ erased_user_ids_as('user_id_text') }}
+),
+
 stored_lines as (
     select
-        load_id,
+        lines.load_id,
         count(*) as lines_stored,
-        {{ count_where('reject_reason is null') }} as valid_lines
-    from {{ ref('base_event_lines') }}
-    where load_id in (select files.load_id from files)
-    group by load_id
+        {{ count_where('erased_ids.user_id is not null') }} as erased_lines,
+        {{ count_where('lines.reject_reason is null and erased_ids.user_id is null') }} as valid_lines,
+        -- The text form sorts like the time: cast only the two extremes.
+        min(case when lines.reject_reason is null then lines.event_time_text end) as first_event_text,
+        max(case when lines.reject_reason is null then lines.event_time_text end) as last_event_text
+    from {{ ref('base_event_lines') }} as lines
+    left join erased_ids on lines.user_id_text = erased_ids.user_id
+    where lines.load_id in (select files.load_id from files)
+    group by lines.load_id
 ),
 
 accepted as (
@@ -37,6 +47,9 @@ accepted as (
 rejected as (
     select
         load_id,
+        {%- for reason in event_reject_reasons() %}
+            {{ count_where("reject_reason = '" ~ reason ~ "'") }} as rejected_{{ reason }},
+        {%- endfor %}
         count(*) as rows_rejected
     from {{ ref('stg_events_rejected') }}
     where load_id in (select files.load_id from files)
@@ -55,6 +68,13 @@ select
     cast(coalesce(stored_lines.lines_stored, 0) as {{ dbt.type_bigint() }}) as rows_read,
     cast(coalesce(accepted.rows_accepted, 0) as {{ dbt.type_bigint() }}) as rows_accepted,
     cast(coalesce(rejected.rows_rejected, 0) as {{ dbt.type_bigint() }}) as rows_rejected,
+    {%- for reason in event_reject_reasons() %}
+        cast(coalesce(rejected.rejected_{{ reason }}, 0) as {{ dbt.type_bigint() }}) as rejected_{{ reason }},
+    {%- endfor %}
+    {{ safe_divide('coalesce(rejected.rows_rejected, 0)', 'stored_lines.lines_stored') }} as rejection_rate,
+    cast(coalesce(stored_lines.erased_lines, 0) as {{ dbt.type_bigint() }}) as rows_erased,
+    cast(substring(stored_lines.first_event_text, 1, 19) as {{ dbt.type_timestamp() }}) as first_event_at,
+    cast(substring(stored_lines.last_event_text, 1, 19) as {{ dbt.type_timestamp() }}) as last_event_at,
     -- Valid lines that were not kept are exact duplicates of an event already kept.
     cast(
         coalesce(stored_lines.valid_lines, 0) - coalesce(accepted.rows_accepted, 0) as {{ dbt.type_bigint() }}

@@ -1,17 +1,36 @@
 {#- Clean, typed, de-duplicated events: one row per distinct event, the first copy kept.
-    Incremental: only lines of files not processed yet are read (see pending_load_ids). -#}
+    Incremental: only lines of files not processed yet are read (see pending_load_ids).
+    Privacy (docs/gdpr.md): erased shoppers are filtered out and purged, events older than the
+    retention window are purged, ids are pseudonymised when `pseudonymise_user_ids` is on. -#}
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
-    on_schema_change='fail'
+    on_schema_change='fail',
+    pre_hook=["{{ require_pseudonymisation_key() }}", "{{ purge_erased_users() }}"],
+    post_hook="{{ purge_expired('event_time', events=this) }}"
 ) }}
 
 with valid_lines as (
-    select *
+    select
+        load_id,
+        line_number,
+        source_file,
+        cast(substring(event_time_text, 1, 19) as {{ dbt.type_timestamp() }}) as event_time,
+        event_type,
+        cast(product_id_text as {{ dbt.type_bigint() }}) as product_id,
+        cast(category_id_text as {{ dbt.type_bigint() }}) as category_id,
+        nullif(category_code_text, '') as category_code,
+        nullif(brand_text, '') as brand,
+        -- A zero price means "price not recorded" (REES46 has such views): NULL, see docs/data_quality.md.
+        nullif(cast(price_text as {{ type_double() }}), 0) as price,
+        {{ shopper_id('user_id_text') }} as user_id,
+        {{ session_id('user_session') }} as user_session
     from {{ ref('base_event_lines') }}
     where
         reject_reason is null
         and load_id in ({{ pending_load_ids() }})
+        -- Shoppers who asked to be erased never enter (docs/gdpr.md).
+        and user_id_text not in ({{ erased_user_ids_as('user_id_text') }})
 ),
 
 numbered_copies as (

@@ -1,8 +1,13 @@
-{#- Every landed line that breaks a rule, untouched, with the name of the first rule it breaks. -#}
+{#- Every landed line that breaks a rule, with the name of the first rule it breaks.
+    Privacy (docs/gdpr.md): erased shoppers' lines are filtered out and purged; with
+    `pseudonymise_user_ids` the line's text and user field are not copied here (the raw layer keeps
+    them, under restricted access, found by load_id and line_number). Retention: stg_event_loads
+    purges the rejected lines of files whose events have all expired. -#}
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
-    on_schema_change='fail'
+    on_schema_change='fail',
+    pre_hook="{{ purge_erased_users('user_field') }}"
 ) }}
 
 select
@@ -10,12 +15,19 @@ select
     line_number,
     source_file,
     reject_reason,
-    line as raw_line,
+    {% if var('pseudonymise_user_ids') -%}
+        cast(null as {{ dbt.type_string() }}) as raw_line,
+        cast(null as {{ dbt.type_string() }}) as user_field,
+    {%- else -%}
+        line as raw_line,
+        user_id_text as user_field,
+    {%- endif %}
     loaded_at
 from {{ ref('base_event_lines') }} as lines
 where
     reject_reason is not null
     and load_id in ({{ pending_load_ids() }})
+    and coalesce(user_id_text, '') not in ({{ erased_user_ids_as('user_id_text') }})
     {% if is_incremental() %}
         and not exists (
             select 1

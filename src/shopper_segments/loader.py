@@ -15,6 +15,12 @@ Rules, each one documented in docs/data_quality.md:
 - A name already loaded with *different* content stops the run: landed files are
   immutable; corrections arrive as new files (their already-known rows are de-duplicated).
 - Each file is loaded in one transaction: a failure or a killed run leaves no half file.
+
+Backends (`RawWarehouse`): the project's DuckDB file (`DuckDBWarehouse`) and PostgreSQL
+(`PostgresWarehouse`). Both read and check a file the same way, with DuckDB (`read_event_file`);
+PostgreSQL then receives the checked lines by `COPY ... FROM STDIN`. On Redshift the same two
+tables are filled by `COPY` from S3 (docs/deployment.md); a Redshift backend would subclass
+`RawWarehouse` like `PostgresWarehouse` does.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import glob
 import hashlib
 import os
 import re
+import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -107,18 +114,20 @@ def _sql_string(value: str) -> str:
 def _read_lines_sql(path: Path, load_id: int) -> str:
     """Every physical line of a file as (load_id, line_number, line), in file order.
 
-    A second column catches the (never expected) delimiter byte so no text is dropped.
+    One column, strict mode: blank lines are kept (as ''), and a line holding the delimiter
+    byte stops the load with a message rather than being cut (a two-column or non-strict read
+    silently drops blank lines or text).
     """
     return f"""
         select
             {load_id} as load_id,
             row_number() over () as line_number,
-            coalesce(line, '') || coalesce(chr(31) || overflow, '') as line
+            coalesce(line, '') as line
         from read_csv(
             {_sql_string(str(path))},
-            columns = {{'line': 'VARCHAR', 'overflow': 'VARCHAR'}},
+            columns = {{'line': 'VARCHAR'}},
             delim = {_sql_string(_LINE_DELIMITER)}, quote = '', escape = '',
-            header = false, auto_detect = false, strict_mode = false, null_padding = true
+            header = false, auto_detect = false, strict_mode = true
         )
     """
 
@@ -132,10 +141,100 @@ def _explain_read_error(error: Exception) -> str:
     if "unicode" in text.lower() or "utf-8" in text.lower():
         where = re.search(r"Line: (\d+)", text)
         return "not UTF-8 text" + (f" (first bad byte on line {where.group(1)})" if where else "")
+    if "Expected Number of Columns" in text:
+        where = re.search(r"Line: (\d+)", text)
+        return "binary data: the control character 0x1F" + (f" on line {where.group(1)}" if where else "")
     return f"cannot be read as text lines ({text.splitlines()[0]})"
 
 
-class DuckDBWarehouse:
+def _raw_tables_ddl(schema: str) -> list[str]:
+    """The two landing tables; the same DDL runs on DuckDB and PostgreSQL."""
+    return [
+        f"create schema if not exists {schema}",
+        f"""
+        create table if not exists {schema}.event_files (
+            load_id integer primary key,
+            file_name varchar not null,
+            content_sha256 varchar not null,
+            file_bytes bigint not null,
+            has_header boolean,
+            line_count bigint not null,
+            status varchar not null,
+            duplicate_of_load_id integer,
+            loaded_at timestamp not null
+        )""",
+        f"""
+        create table if not exists {schema}.event_lines (
+            load_id integer not null,
+            line_number bigint not null,
+            line varchar not null
+        )""",
+    ]
+
+
+def read_event_file(con: duckdb.DuckDBPyConnection, table: str, file: EventFile, load_id: int) -> tuple[bool, int]:
+    """Read every line of `file` into the DuckDB `table` and check the file as a whole.
+
+    The one validation path of every backend. Raises EventFileError for a broken file; removes the
+    header line when there is one; returns (has_header, number of lines kept). The caller owns the
+    transaction: on error it rolls back, so nothing of the file stays in `table`.
+    """
+    try:
+        con.execute(f"insert into {table} {_read_lines_sql(file.path, load_id)}")
+    except duckdb.Error as error:
+        raise EventFileError(file.name, _explain_read_error(error)) from None
+    has_header = _check_lines(con, table, load_id, file.name)
+    if has_header:
+        con.execute(f"delete from {table} where load_id = ? and line_number = 1", [load_id])
+    line_count = con.execute(f"select count(*) from {table} where load_id = ?", [load_id]).fetchall()[0][0]
+    return has_header, line_count
+
+
+class RawWarehouse:
+    """Where `load_event_files` lands files: the two raw tables of one warehouse.
+
+    Subclasses provide `_query` / `_execute` (SQL written with `?` placeholders) and `load_file`.
+    """
+
+    schema: str
+
+    def _query(self, sql: str, params: list | None = None) -> list[tuple]:
+        raise NotImplementedError
+
+    def _execute(self, sql: str, params: list | None = None) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def load_file(self, file: EventFile, sha: str, size: int) -> int:
+        """Store every line of `file` in one transaction; return the number of event lines stored."""
+        raise NotImplementedError
+
+    def ensure_raw_tables(self) -> None:
+        for statement in _raw_tables_ddl(self.schema):
+            self._execute(statement)
+
+    def known_files(self) -> list[tuple[int, str, str, str]]:
+        """(load_id, file_name, sha256, status) of every file already landed."""
+        return self._query(
+            f"select load_id, file_name, content_sha256, status from {self.schema}.event_files order by load_id"
+        )
+
+    def next_load_id(self) -> int:
+        return self._query(f"select coalesce(max(load_id), 0) + 1 from {self.schema}.event_files")[0][0]
+
+    def record_duplicate(self, file: EventFile, sha: str, size: int, original_load_id: int) -> None:
+        self._execute(
+            f"insert into {self.schema}.event_files values (?, ?, ?, ?, null, 0, 'duplicate_content', ?, ?)",
+            [self.next_load_id(), file.name, sha, size, original_load_id, _now()],
+        )
+
+    def _file_row_sql(self) -> str:
+        return f"insert into {self.schema}.event_files values (?, ?, ?, ?, ?, ?, 'loaded', null, ?)"
+
+
+class DuckDBWarehouse(RawWarehouse):
     """The raw landing tables inside the project's DuckDB file."""
 
     def __init__(self, path: Path, schema: str = "raw"):
@@ -147,73 +246,124 @@ class DuckDBWarehouse:
     def close(self) -> None:
         self.con.close()
 
-    def ensure_raw_tables(self) -> None:
-        s = self.schema
-        self.con.execute(f"create schema if not exists {s}")
-        self.con.execute(
-            f"""
-            create table if not exists {s}.event_files (
-                load_id integer primary key,
-                file_name varchar not null,
-                content_sha256 varchar not null,
-                file_bytes bigint not null,
-                has_header boolean,
-                line_count bigint not null,
-                status varchar not null,
-                duplicate_of_load_id integer,
-                loaded_at timestamp not null
-            )"""
-        )
-        self.con.execute(
-            f"""
-            create table if not exists {s}.event_lines (
-                load_id integer not null,
-                line_number bigint not null,
-                line varchar not null
-            )"""
-        )
+    def _query(self, sql: str, params: list | None = None) -> list[tuple]:
+        return self.con.execute(sql, params).fetchall()
 
-    def known_files(self) -> list[tuple[int, str, str, str]]:
-        """(load_id, file_name, sha256, status) of every file already landed."""
-        return self.con.execute(
-            f"select load_id, file_name, content_sha256, status from {self.schema}.event_files order by load_id"
-        ).fetchall()
-
-    def next_load_id(self) -> int:
-        return self.con.execute(f"select coalesce(max(load_id), 0) + 1 from {self.schema}.event_files").fetchall()[0][0]
-
-    def record_duplicate(self, file: EventFile, sha: str, size: int, original_load_id: int) -> None:
-        load_id = self.next_load_id()
-        self.con.execute(
-            f"insert into {self.schema}.event_files values (?, ?, ?, ?, null, 0, 'duplicate_content', ?, ?)",
-            [load_id, file.name, sha, size, original_load_id, _now()],
-        )
+    def _execute(self, sql: str, params: list | None = None) -> None:
+        self.con.execute(sql, params)
 
     def load_file(self, file: EventFile, sha: str, size: int) -> int:
-        """Store every line of `file` in one transaction; return the number of event lines stored."""
-        s = self.schema
         load_id = self.next_load_id()
         self.con.execute("begin transaction")
         try:
-            try:
-                self.con.execute(f"insert into {s}.event_lines {_read_lines_sql(file.path, load_id)}")
-            except duckdb.Error as error:
-                raise EventFileError(file.name, _explain_read_error(error)) from None
-            has_header = _check_lines(self.con, f"{s}.event_lines", load_id, file.name)
-            if has_header:
-                self.con.execute(f"delete from {s}.event_lines where load_id = ? and line_number = 1", [load_id])
-            line_count = self.con.execute(
-                f"select count(*) from {s}.event_lines where load_id = ?", [load_id]
-            ).fetchall()[0][0]
-            self.con.execute(
-                f"insert into {s}.event_files values (?, ?, ?, ?, ?, ?, 'loaded', null, ?)",
-                [load_id, file.name, sha, size, has_header, line_count, _now()],
-            )
+            has_header, line_count = read_event_file(self.con, f"{self.schema}.event_lines", file, load_id)
+            self.con.execute(self._file_row_sql(), [load_id, file.name, sha, size, has_header, line_count, _now()])
             self.con.execute("commit")
         except BaseException:
             self.con.execute("rollback")
             raise
         return line_count
+
+
+class _CopyStream:
+    """A read()-able stream of COPY text rows, pulled batch by batch from a DuckDB result."""
+
+    def __init__(self, result: duckdb.DuckDBPyConnection, batch_rows: int = 50_000):
+        self._result = result
+        self._batch_rows = batch_rows
+        self._buffer = b""
+        self._position = 0
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to `size` bytes; an empty result means the end of the data."""
+        if self._position >= len(self._buffer):
+            rows = self._result.fetchmany(self._batch_rows)
+            self._buffer = "".join(row[0] for row in rows).encode("utf-8")
+            self._position = 0
+        end = len(self._buffer) if size < 0 else self._position + size
+        chunk = self._buffer[self._position:end]
+        self._position += len(chunk)
+        return chunk
+
+
+class PostgresWarehouse(RawWarehouse):
+    """The raw landing tables in PostgreSQL (the stand-in for Redshift that runs here).
+
+    A file is read and checked by an in-memory DuckDB exactly as for the DuckDB warehouse
+    (`read_event_file`), then its lines are streamed by `COPY ... FROM STDIN`; lines and file row
+    are committed together, one transaction per file.
+    """
+
+    def __init__(self, target: str = "postgres", schema: str = "raw", connection=None):
+        from .connections import connect
+
+        self.con = connection if connection is not None else connect(target)
+        self.schema = schema
+        self.ensure_raw_tables()
+
+    def close(self) -> None:
+        self.con.close()
+
+    def _query(self, sql: str, params: list | None = None) -> list[tuple]:
+        with self.con.cursor() as cur:
+            cur.execute(sql.replace("?", "%s"), params)
+            rows = cur.fetchall()
+        self.con.commit()
+        return rows
+
+    def _execute(self, sql: str, params: list | None = None) -> None:
+        with self.con.cursor() as cur:
+            cur.execute(sql.replace("?", "%s"), params)
+        self.con.commit()
+
+    def load_file(self, file: EventFile, sha: str, size: int) -> int:
+        load_id = self.next_load_id()
+        with tempfile.TemporaryDirectory(prefix="segments-load-") as spill:
+            with duckdb.connect(":memory:", config={"temp_directory": spill}) as reader:
+                reader.execute("create table lines (load_id integer, line_number bigint, line varchar)")
+                has_header, line_count = read_event_file(reader, "lines", file, load_id)
+                # COPY text format: tab-separated, backslash escapes; built by DuckDB, not row by row in Python.
+                rows = reader.execute(
+                    r"""
+                    select
+                        load_id || chr(9) || line_number || chr(9)
+                        || replace(replace(replace(replace(line, '\', '\\'), chr(9), '\t'), chr(10), '\n'),
+                                   chr(13), '\r')
+                        || chr(10)
+                    from lines
+                    order by line_number
+                    """
+                )
+                try:
+                    with self.con.cursor() as cur:
+                        cur.copy_expert(
+                            f"copy {self.schema}.event_lines (load_id, line_number, line) from stdin",
+                            _CopyStream(rows),
+                            size=1 << 20,
+                        )
+                        cur.execute(
+                            self._file_row_sql().replace("?", "%s"),
+                            [load_id, file.name, sha, size, has_header, line_count, _now()],
+                        )
+                    self.con.commit()
+                except BaseException as error:
+                    self.con.rollback()
+                    if type(error).__name__ == "DataError":  # e.g. a NUL byte, which PostgreSQL text cannot hold
+                        raise EventFileError(file.name, f"cannot be stored in PostgreSQL ({error})") from None
+                    raise
+        return line_count
+
+
+def open_raw_warehouse(target: str, duckdb_path: Path, schema: str) -> RawWarehouse:
+    """The landing tables of `target`: the DuckDB file, or PostgreSQL."""
+    if target == "duckdb":
+        return DuckDBWarehouse(duckdb_path, schema)
+    if target == "postgres":
+        return PostgresWarehouse(target, schema)
+    raise SystemExit(
+        f"`segments load` lands files in DuckDB or PostgreSQL. On {target}, land them with COPY from S3 "
+        "into the same two raw tables (docs/deployment.md, 'Landing files in Redshift')."
+    )
 
 
 def _now() -> datetime:
@@ -257,7 +407,7 @@ def _check_lines(con: duckdb.DuckDBPyConnection, table: str, load_id: int, file_
     return has_header
 
 
-def load_event_files(warehouse: DuckDBWarehouse, location: str | os.PathLike[str], log=print) -> LoadResult:
+def load_event_files(warehouse: RawWarehouse, location: str | os.PathLike[str], log=print) -> LoadResult:
     """Land every new file at `location`; stop at the first broken file (earlier files stay loaded)."""
     result = LoadResult()
     files = discover_event_files(location)

@@ -48,5 +48,9 @@ def raw_schema() -> str:
     return os.environ.get("SEGMENTS_RAW_SCHEMA", DEFAULT_RAW_SCHEMA)
 
 
+def privacy_schema() -> str:
+    return os.environ.get("SEGMENTS_PRIVACY_SCHEMA", "privacy")
+
+
 def target() -> str:
     return os.environ.get("SEGMENTS_TARGET", "duckdb")

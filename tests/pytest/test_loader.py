@@ -53,6 +53,14 @@ def test_headerless_gzip_and_crlf_files_land_the_same_lines(warehouse, tmp_path)
     assert by_file[0][1] == by_file[1][1] == text.split("\n")
 
 
+def test_blank_lines_are_kept_as_lines(warehouse, tmp_path):
+    path = tmp_path / "gaps.csv"
+    path.write_text(EXPECTED_HEADER + "\n" + GOOD_LINE + "\n\n" + GOOD_LINE + "\n\n")
+    load_event_files(warehouse, path, log=quiet)
+    rows = warehouse.con.execute("select line_number, line from raw.event_lines order by line_number").fetchall()
+    assert rows == [(2, GOOD_LINE), (3, ""), (4, GOOD_LINE), (5, "")]
+
+
 def test_loading_is_idempotent_and_same_content_is_not_stored_twice(warehouse, tmp_path):
     load_event_files(warehouse, OCTOBER_HEAD, log=quiet)
     before = stored(warehouse)
@@ -94,6 +102,8 @@ GOOD_LINE = "2019-10-01 00:00:00 UTC,view,44600062,2103807459595387724,,shiseido
         ("orders.csv", b"order_id,customer,amount\n1,bob,3.5\n", "unexpected header 'order_id,customer,amount'"),
         ("semicolons.csv", b"2019-10-01 00:00:00 UTC;view;1;2;;;1.0;5;s\n" * 3,
          "no line has the 9 REES46 fields (lines have 1 fields)"),
+        ("binary.csv", (EXPECTED_HEADER + "\n" + GOOD_LINE + "\n" + GOOD_LINE + "\x1f\x00\n").encode(),
+         "binary data: the control character 0x1F on line 3"),
     ],
 )
 def test_a_broken_file_stops_with_its_name_and_problem_and_keeps_earlier_data(warehouse, tmp_path, name, content,
