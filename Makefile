@@ -5,12 +5,16 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 EVENTS ?= data/events/demo
+PYTEST_ARGS ?=
+# The container (docs/deployment.md): a base image made locally (no registry here), the image built on it.
+BASE_IMAGE ?= localhost/shopper-segments-base:bookworm
+IMAGE ?= shopper-segments
 
-.PHONY: setup demo run docs docs-serve test lint clean
+.PHONY: setup demo run docs docs-serve test lint clean image redshift-check
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements/runtime.txt requirements/dev.txt pyproject.toml
+$(VENV)/.installed: requirements/runtime.txt requirements/warehouses.txt requirements/dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements/dev.txt
@@ -31,10 +35,21 @@ docs-serve: docs
 	$(BIN)/segments dbt -- docs serve --port 8080
 
 test: setup
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/sqlfluff lint models tests/dbt
+
+# The offline Redshift checks alone: dbt parse/ls/compile with the redshift target, sqlfluff, DuckDB-only scan.
+redshift-check: setup
+	$(BIN)/pytest tests/pytest/test_redshift_offline.py
+
+# Build the image with podman; the base image is made once per machine with debootstrap if missing.
+image: setup
+	cd tests/pytest && $(abspath $(BIN))/python -c "import container_support as c; c.BASE_IMAGE = '$(BASE_IMAGE)'; print(c.ensure_base_image()[0])"
+	podman build --isolation=chroot --network host \
+		-v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
+		--build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(IMAGE) .
 
 clean:
 	rm -rf target logs warehouse data/events
