@@ -3,9 +3,10 @@
     parameter table (segment_model) at run time, so any warehouse scores at full scale exactly
     as scikit-learn's predict does (tests/pytest/test_pipeline.py checks it user by user). -#}
 
-{#- The relation holding the fitted parameters. -#}
+{#- The relation holding the fitted parameters: the dbt Python model on DuckDB; elsewhere (no dbt
+    Python models) the table `segments fit` writes (see fitted_relation). -#}
 {% macro segment_model_relation() -%}
-    {{ return(ref('segment_model')) }}
+    {{ return(fitted_relation('segment_model')) }}
 {%- endmacro %}
 
 
@@ -136,7 +137,7 @@
         cross join params
     ),
 
-    standardised as (
+    standardised as {{ cte_materialized() }} (
         select
             imputed.user_id,
             {%- for feature in model.features %}
@@ -149,7 +150,7 @@
         cross join params
     ),
 
-    projected as (
+    projected as {{ cte_materialized() }} (
         select
             standardised.user_id,
             {%- for c in model.components %}
@@ -163,7 +164,7 @@
         cross join params
     ),
 
-    distances as (
+    distances as {{ cte_materialized() }} (
         select
             projected.user_id,
             {%- for s in model.segments %}

@@ -8,5 +8,5 @@ select
     component,
     value as metric_value,
     trained_at
-from {{ ref('segment_model') }}
+from {{ segment_model_relation() }}
 where param_group = 'metric'

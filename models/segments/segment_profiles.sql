@@ -43,6 +43,7 @@ select
     current_labels.segment_id,
     current_labels.segment_name,
     current_labels.description,
+    current_labels.distinctive_traits,
     current_labels.marketing_action,
     current_labels.persona_key,
     cast(coalesce(segment_means.users, 0) as {{ dbt.type_bigint() }}) as users,

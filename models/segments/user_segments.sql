@@ -29,9 +29,13 @@ current_labels as (
 results as (
     select
         shoppers.user_id,
-        case when scores.user_id is null then 'not_enough_history' else 'scored' end as segment_status,
+        -- Cast to the contract's varchar: PostgreSQL types a bare literal and type_string() as `text`, which
+        -- the incremental schema check sees as a change from the table's `character varying`.
+        cast(
+            case when scores.user_id is null then 'not_enough_history' else 'scored' end as varchar
+        ) as segment_status,
         cast(scores.segment_id as integer) as segment_id,
-        cast(coalesce(current_labels.segment_name, 'Not enough history') as {{ dbt.type_string() }}) as segment_name,
+        cast(coalesce(current_labels.segment_name, 'Not enough history') as varchar) as segment_name,
         cast(scores.distance_to_centroid as {{ type_double() }}) as distance_to_centroid,
         cast({{ model_version }} as integer) as model_version
     from {{ ref('user_features') }} as shoppers

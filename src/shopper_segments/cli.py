@@ -1,16 +1,26 @@
 """The `segments` command: generate demo events, land event files, run dbt.
 
     segments demo                      generate the demo month (once) and run the main job on it
-    segments run [--events PATH]       land new event files, then `dbt build`
+    segments run [--events PATH]       land new event files, then `dbt build` (and `segments fit` where needed)
     segments load [--events PATH]      land new event files only
+    segments fit [--retrain]           fit the model (the dbt Python models' tables) on the current data
     segments dbt -- <dbt arguments>    dbt with this project's folder and profiles
     segments generate --out DIR ...    write realistic demo event files
     segments query "SQL"               run a read-only query on the DuckDB warehouse
+    segments erase --request-id R --user-id U   record a right-to-be-forgotten request (docs/gdpr.md)
+    segments pseudonym --user-id U     the pseudonym of a user id under SEGMENTS_PSEUDONYMISATION_KEY
+    segments bench [--users N]         the benchmark of docs/benchmarks.md
+
+The warehouse is chosen by SEGMENTS_TARGET (duckdb, postgres, redshift; profiles/profiles.yml).
+dbt has Python models on DuckDB only: on the other warehouses `segments run` builds up to the
+features, runs `segments fit` (same fitting code, parameters written to the warehouse), then builds
+the SQL scoring and reports. See docs/deployment.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -43,14 +53,18 @@ def run_dbt(args: list[str]) -> int:
     return subprocess.call(command, cwd=settings.project_dir(), env=dbt_env())
 
 
-def cmd_load(args: argparse.Namespace) -> int:
-    from .loader import DuckDBWarehouse, EventFileError, load_event_files
+# dbt selector of everything that reads the tables `segments fit` writes (warehouses without Python models).
+FITTED_CONSUMERS = "source:fitted+"
 
-    if settings.target() != "duckdb":
-        raise SystemExit(f"`segments load` lands files in DuckDB; target {settings.target()!r} is not supported yet")
+
+def cmd_load(args: argparse.Namespace) -> int:
+    from .loader import EventFileError, load_event_files, open_raw_warehouse
+
+    target = settings.target()
     location = Path(args.events) if args.events else settings.events_location()
-    print(f"Landing event files from {location} into {settings.duckdb_path()}")
-    warehouse = DuckDBWarehouse(settings.duckdb_path(), settings.raw_schema())
+    where = settings.duckdb_path() if target == "duckdb" else f"the {target} warehouse"
+    print(f"Landing event files from {location} into {where}")
+    warehouse = open_raw_warehouse(target, settings.duckdb_path(), settings.raw_schema())
     try:
         result = load_event_files(warehouse, location)
     except EventFileError as error:
@@ -64,15 +78,123 @@ def cmd_load(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dbt_vars(dbt_args: list[str]) -> dict:
+    """The `--vars` mapping among extra dbt arguments (the fit honours them as dbt does)."""
+    from .fit import parse_vars
+
+    for index, arg in enumerate(dbt_args):
+        if arg == "--vars" and index + 1 < len(dbt_args):
+            return parse_vars(dbt_args[index + 1])
+        if arg.startswith("--vars="):
+            return parse_vars(arg.split("=", 1)[1])
+    return {}
+
+
+def fit_outside_dbt(retrain: bool, cli_vars: dict) -> int:
+    """Write the Python models' tables with `segments fit` (warehouses without dbt Python models)."""
+    from .fit import run_fit
+
+    print(f"$ segments fit{' --retrain' if retrain else ''} (target {settings.target()})", flush=True)
+    started = time.perf_counter()
+    run_fit(settings.target(), retrain=retrain, cli_vars=cli_vars)
+    print(f"Fit finished in {time.perf_counter() - started:.0f} s", flush=True)
+    return 0
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from .fit import parse_vars
+
+    cli_vars = parse_vars(args.vars)
+    if settings.target() == "duckdb":
+        # On DuckDB the dbt Python model is the fit: run it.
+        dbt_vars = {**cli_vars, **({"retrain": True} if args.retrain else {})}
+        return run_dbt(["build", "--select", "segment_model", *(["--vars", json.dumps(dbt_vars)] if dbt_vars else [])])
+    return fit_outside_dbt(args.retrain, cli_vars)
+
+
+def _privacy_store():
+    from .privacy import PrivacyStore
+
+    if run_dbt(["run-operation", "ensure_privacy_tables"]) != 0:
+        raise SystemExit("Cannot create the privacy schema (dbt run-operation ensure_privacy_tables failed)")
+    return PrivacyStore(settings.target(), settings.duckdb_path(), settings.privacy_schema())
+
+
+def store_pseudonymisation_key(rotate: bool) -> int:
+    """Put SEGMENTS_PSEUDONYMISATION_KEY where the SQL reads it (never in SQL text or logs)."""
+    from .privacy import KeyChangedError, store_pseudonymisation_key as store
+
+    key = os.environ.get("SEGMENTS_PSEUDONYMISATION_KEY", "")
+    if not key:
+        return 0
+    privacy = _privacy_store()
+    try:
+        if store(privacy.execute, privacy.schema, key, replace=rotate):
+            print("Pseudonymisation key stored in the privacy schema.")
+        privacy.commit()
+    except KeyChangedError as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return 2
+    finally:
+        privacy.close()
+    return 0
+
+
+def cmd_erase(args: argparse.Namespace) -> int:
+    from .privacy import record_erasure
+
+    privacy = _privacy_store()
+    try:
+        new = record_erasure(privacy.execute, privacy.schema, args.request_id, args.user_id)
+        privacy.commit()
+    finally:
+        privacy.close()
+    print(f"Erasure request {args.request_id} {'recorded' if new else 'was already recorded'}: "
+          "the next `segments run` removes the shopper from every table.")
+    return 0
+
+
+def cmd_pseudonym(args: argparse.Namespace) -> int:
+    from .privacy import pseudonym
+
+    key = os.environ.get("SEGMENTS_PSEUDONYMISATION_KEY", "")
+    if not key:
+        raise SystemExit("Set SEGMENTS_PSEUDONYMISATION_KEY (the key the warehouse was built with).")
+    print(pseudonym(key, args.user_id))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from . import bench
+
+    return bench.run(args)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    status = cmd_load(args)
+    target = settings.target()
+    dbt_args = args.dbt_args[1:] if args.dbt_args[:1] == ["--"] else args.dbt_args
+    if target == "redshift":
+        print("On Redshift, event files are landed by COPY from S3 (docs/deployment.md): no `segments load`.")
+    else:
+        status = cmd_load(args)
+        if status:
+            return status
+    status = store_pseudonymisation_key(getattr(args, "rotate_key", False))
     if status:
         return status
-    retrain = ["--vars", "{retrain: true}"] if args.retrain else []
-    status = run_dbt(["build", *retrain, *args.dbt_args])
-    print(f"Main job finished in {time.perf_counter() - started:.0f} s with exit code {status}; "
-          f"warehouse: {settings.duckdb_path()}")
+    if target == "duckdb":
+        retrain = ["--vars", "{retrain: true}"] if args.retrain else []
+        status = run_dbt(["build", *retrain, *dbt_args])
+    else:
+        # No dbt Python models here: build up to the features, fit, then score and report in SQL.
+        status = run_dbt(["build", "--exclude", FITTED_CONSUMERS, *dbt_args])
+        if status == 0:
+            status = fit_outside_dbt(args.retrain, _dbt_vars(dbt_args))
+        if status == 0:
+            status = run_dbt(["build", "--select", FITTED_CONSUMERS, *dbt_args])
+    where = settings.duckdb_path() if target == "duckdb" else f"target {target}"
+    print(f"Main job finished in {time.perf_counter() - started:.0f} s with exit code {status}; warehouse: {where}")
     return status
 
 
@@ -121,10 +243,20 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--events", help="a file, a folder or a glob (default: $SEGMENTS_EVENTS or data/events/demo)")
     load.set_defaults(func=cmd_load)
 
+    fit = commands.add_parser("fit", help="fit the model on the current data (segments fit writes the "
+                                          "Python models' tables on warehouses without dbt Python models)")
+    fit.add_argument("--retrain", action="store_true",
+                     help="fit a new model version even if one exists (only if the training inputs changed)")
+    fit.add_argument("--vars", help="dbt vars overriding dbt_project.yml, as for dbt (YAML mapping)")
+    fit.set_defaults(func=cmd_fit)
+
     run = commands.add_parser("run", help="land new event files, then dbt build (the main job)")
     run.add_argument("--events", help="a file, a folder or a glob (default: $SEGMENTS_EVENTS or data/events/demo)")
     run.add_argument("--retrain", action="store_true", help="fit a new model version on the current data")
-    run.add_argument("dbt_args", nargs=argparse.REMAINDER, help="extra arguments for dbt build")
+    run.add_argument("--rotate-key", action="store_true",
+                     help="accept a new SEGMENTS_PSEUDONYMISATION_KEY (then also pass -- --full-refresh)")
+    run.add_argument("dbt_args", nargs=argparse.REMAINDER,
+                     help="extra arguments for dbt build, after -- (e.g. -- --vars '{n_segments: 5}')")
     run.set_defaults(func=cmd_run)
 
     demo = commands.add_parser("demo", help="generate the demo month (once) and run the main job on it")
@@ -146,6 +278,21 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("sql")
     query.add_argument("--all", action="store_true", help="print every row (default: the first 50)")
     query.set_defaults(func=cmd_query)
+
+    erase = commands.add_parser("erase", help="record a right-to-be-forgotten request (docs/gdpr.md)")
+    erase.add_argument("--request-id", required=True, help="the privacy team's reference of the request")
+    erase.add_argument("--user-id", required=True, type=int, help="the shopper's REES46 user id")
+    erase.set_defaults(func=cmd_erase)
+
+    pseudonym = commands.add_parser("pseudonym", help="the pseudonym of a user id (SEGMENTS_PSEUDONYMISATION_KEY)")
+    pseudonym.add_argument("--user-id", required=True, type=int)
+    pseudonym.set_defaults(func=cmd_pseudonym)
+
+    bench = commands.add_parser("bench", help="benchmark the pipeline against a bare scan and pandas")
+    from . import bench as bench_module
+
+    bench_module.add_arguments(bench)
+    bench.set_defaults(func=cmd_bench)
 
     dbt = commands.add_parser("dbt", help="run dbt with this project's folder and profiles")
     dbt.add_argument("dbt_args", nargs=argparse.REMAINDER)

@@ -54,7 +54,7 @@ TRUTH_DIR = "truth"
 TRUTH_FILE = "user_archetypes.csv"
 MANIFEST_FILE = "generation.json"
 # Bump whenever the output for the same arguments changes, so cached generations are rebuilt.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 _CHUNK_USERS = 25_000  # fixed, so the output never depends on anything but the arguments
 _BATCH_ROWS = 250_000  # rows per encoded CSV block; bounds memory of the writer threads
@@ -211,7 +211,9 @@ class _Behaviour:
 # - cart_abandoner: carts 15-25% of views, removes ~40% of carts, rarely buys;
 # - premium_researcher: dear electronics / computers only, minutes between views, keeps coming back
 #   to the same few products, occasionally buys;
-# - bargain_hunter: cheapest products of many categories, at night and on sale days;
+# - bargain_hunter: cheapest products of many categories, at night and on sale days; comes back at
+#   least twice (a single daytime visit outside the sales shows none of these habits, so it could
+#   not be told from a window shopper by its behaviour);
 # - loyal_regular: 10-30 sessions over the whole period, sticks to 1-3 brands, buys every 2-3 sessions.
 _BEHAVIOURS: dict[str, _Behaviour] = {
     "window_shopper": _Behaviour(
@@ -240,7 +242,7 @@ _BEHAVIOURS: dict[str, _Behaviour] = {
         cart=0.01, purchase_after_cart=0.6, remove_after_cart=0.15, direct_purchase=0.003,
     ),
     "bargain_hunter": _Behaviour(
-        share=0.12, sessions=(3.5, 0.6, 1, 40), views=(9.0, 0.7, 1, 200), activity_sigma=0.4,
+        share=0.12, sessions=(5.0, 0.5, 2, 40), views=(9.0, 0.7, 1, 200), activity_sigma=0.4,
         return_gap_days=1.0, profile="night_deals", gap_seconds=(20.0, 0.9), categories=(5, 10),
         focus=0.4, explore=0.3, band=_CHEAP, revisit=0.2,
         cart=0.022, purchase_after_cart=0.75, remove_after_cart=0.1, direct_purchase=0.02,
@@ -259,7 +261,7 @@ _HOURLY = np.array(
     [0.35, 0.2, 0.15, 0.15, 0.2, 0.35, 0.6, 0.8, 0.9, 1.0, 1.0, 1.0,
      1.05, 1.1, 1.2, 1.35, 1.5, 1.6, 1.6, 1.45, 1.2, 0.9, 0.65, 0.5]
 )
-_NIGHT_HOURLY = np.where(np.arange(24) < 6, 2.5, _HOURLY)
+_NIGHT_HOURLY = np.where(np.arange(24) < 6, 4.0, _HOURLY)  # night owls: most sessions before 06:00
 
 
 @dataclasses.dataclass(frozen=True)
