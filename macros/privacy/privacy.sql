@@ -124,15 +124,24 @@
 
 
 
-{#- Run statements and commit them. dbt rolls back what on-run-start hooks leave in an open
-    transaction on some adapters (DuckDB), so hooks that must persist commit explicitly. -#}
+{#- Run statements and commit them, so what a hook or run-operation creates persists. DuckDB keeps
+    run_query's statements in the open transaction dbt tracks (rolled back unless committed);
+    PostgreSQL and Redshift leave none open to dbt, so the commit is sent as SQL there. -#}
 {% macro run_and_commit(statements) -%}
     {%- if execute -%}
         {%- for statement in statements if statement.strip() -%}
             {%- do run_query(statement) -%}
         {%- endfor -%}
-        {%- do adapter.commit() -%}
+        {{ adapter.dispatch('commit_open_transaction', 'shopper_segments')() }}
     {%- endif -%}
+{%- endmacro %}
+
+{% macro default__commit_open_transaction() -%}
+    {%- do run_query('commit') -%}
+{%- endmacro %}
+
+{% macro duckdb__commit_open_transaction() -%}
+    {%- do adapter.commit() -%}
 {%- endmacro %}
 
 

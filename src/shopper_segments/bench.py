@@ -36,6 +36,9 @@ STAGES = {
     "features": ("user_features",),
     "fit": ("segment_model",),
     "scoring": ("user_segments", "segment_profiles", "segment_labels", "segment_model_metrics"),
+    # The model-quality analyses: once per model version, on bounded samples (docs/model.md).
+    "analyses": ("segment_k_selection", "segment_feature_analysis", "segment_method_comparison",
+                 "segment_threshold_curve", "segment_classifier_cv", "segment_rules"),
 }
 
 
