@@ -90,7 +90,7 @@ def compiled(tmp_path_factory) -> dict[str, str]:
 
     # 2. A scratch copy with the compile-only helpers: incremental models, full-refresh and incremental forms.
     copy = root / "copy"
-    for name in ("dbt_project.yml", "models", "python_models", "macros", "seeds", "tests/dbt"):
+    for name in ("dbt_project.yml", "models", "python_models", "macros", "seeds", "snapshots", "tests/dbt"):
         source, destination = PROJECT / name, copy / name
         destination.parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if source.is_dir() else shutil.copy)(source, destination)
