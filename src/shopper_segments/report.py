@@ -770,7 +770,7 @@ def segment_card(segment: pd.Series, traits: pd.DataFrame | None, journeys: pd.D
     if "revenue_share" in segment and not is_missing(segment["revenue_share"]) and segment["user_share"]:
         ratio = segment["revenue_share"] / segment["user_share"]
         value = (f"<li><b>Priority:</b> {pct(segment['user_share'])} of shoppers bring "
-                 f"{pct(segment['revenue_share'])} of revenue ({ratio:.1f}× their weight): "
+                 f"{pct(segment['revenue_share'])} of revenue ({ratio:.2f}× their weight): "
                  f"{'protect and grow this value' if ratio >= 1 else 'convert them at low cost'}.</li>")
     timing_html = f"<li><b>Timing:</b> {esc(timing[sid])}.</li>" if sid in timing else ""
     actions = (f"<ul class=actions><li><b>Newsletter and promotions:</b> {esc(segment['marketing_action'])}</li>"
