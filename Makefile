@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 BASE_IMAGE ?= localhost/shopper-segments-base:bookworm
 IMAGE ?= shopper-segments
 
-.PHONY: setup demo run docs docs-serve test lint clean image redshift-check
+.PHONY: setup demo run report docs docs-serve test lint clean image redshift-check
 
 setup: $(VENV)/.installed
 
@@ -24,6 +24,11 @@ $(VENV)/.installed: requirements/runtime.txt requirements/warehouses.txt require
 demo: setup
 	$(BIN)/segments demo
 	$(BIN)/segments dbt -- docs generate
+	$(BIN)/segments report
+
+# The segment report for the business: reports/segment_report.html (one self-contained HTML file).
+report: setup
+	$(BIN)/segments report
 
 run: setup
 	$(BIN)/segments run --events $(EVENTS)

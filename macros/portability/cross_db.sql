@@ -41,3 +41,14 @@
 {% macro count_where(condition) -%}
     cast(sum(case when {{ condition }} then 1 else 0 end) as {{ dbt.type_bigint() }})
 {%- endmacro %}
+
+
+{#- Free text of any length (portraits, marketing actions): plain varchar, except on Redshift where a
+    bare varchar is varchar(256). Model contracts declare the same type (`data_type` in the YAML). -#}
+{% macro type_long_text() -%}
+    {{ return(adapter.dispatch('type_long_text', 'shopper_segments')()) }}
+{%- endmacro %}
+
+{% macro default__type_long_text() -%}varchar{%- endmacro %}
+
+{% macro redshift__type_long_text() -%}varchar(65535){%- endmacro %}

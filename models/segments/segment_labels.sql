@@ -19,5 +19,8 @@ select
 from {{ segment_model_relation() }}
 where
     segment_id is not null
-    and (param_group = 'segment' or (param_group = 'lineage' and param_name in ('previous_segment_id', 'match_distance')))
+    and (
+        param_group = 'segment'
+        or (param_group = 'lineage' and param_name in ('previous_segment_id', 'match_distance'))
+    )
 group by model_version, segment_id

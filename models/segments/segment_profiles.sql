@@ -39,13 +39,14 @@ select
     {%- for feature in profile_features %}
         segment_means.avg_{{ feature }},
     {%- endfor %}
-    current_labels.model_version,
-    current_labels.segment_id,
-    current_labels.segment_name,
-    current_labels.description,
-    current_labels.distinctive_traits,
-    current_labels.marketing_action,
-    current_labels.persona_key,
+    -- Typed as the model contract says (_segments.yml), the same on every warehouse.
+    cast(current_labels.model_version as integer) as model_version,
+    cast(current_labels.segment_id as integer) as segment_id,
+    cast(current_labels.segment_name as varchar) as segment_name,
+    cast(current_labels.description as {{ type_long_text() }}) as description,
+    cast(current_labels.distinctive_traits as {{ type_long_text() }}) as distinctive_traits,
+    cast(current_labels.marketing_action as {{ type_long_text() }}) as marketing_action,
+    cast(current_labels.persona_key as varchar) as persona_key,
     cast(coalesce(segment_means.users, 0) as {{ dbt.type_bigint() }}) as users,
     {{ safe_divide('coalesce(segment_means.users, 0)', '(select count(*) from scored)') }} as user_share
 from current_labels

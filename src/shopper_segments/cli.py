@@ -7,6 +7,7 @@
     segments dbt -- <dbt arguments>    dbt with this project's folder and profiles
     segments generate --out DIR ...    write realistic demo event files
     segments query "SQL"               run a read-only query on the DuckDB warehouse
+    segments report [--output PATH]    the segment report for the business: one self-contained HTML file
     segments erase --request-id R --user-id U   record a right-to-be-forgotten request (docs/gdpr.md)
     segments pseudonym --user-id U     the pseudonym of a user id under SEGMENTS_PSEUDONYMISATION_KEY
     segments bench [--users N]         the benchmark of docs/benchmarks.md
@@ -30,6 +31,9 @@ from pathlib import Path
 from . import settings
 
 DEMO_DEFECT_RATE = 0.0003
+# `segments report`: where it writes, and how many scored shoppers its PCA scatter draws.
+DEFAULT_REPORT = "reports/segment_report.html"
+DEFAULT_PCA_SAMPLE = 4000
 
 
 def _dbt_executable() -> str:
@@ -229,6 +233,21 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    output = Path(args.output)
+    output = output if output.is_absolute() else settings.project_dir() / output
+    report = write_report(output, pca_sample=args.pca_sample)
+    print(f"Segment report written to {output}")
+    if report.unavailable:
+        print(f"Not available (missing or empty tables): {', '.join(report.unavailable)}")
+    if report.failed:
+        print(f"ERROR: these parts could not be built (see above): {', '.join(report.failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_dbt(args: argparse.Namespace) -> int:
     extra = args.dbt_args[1:] if args.dbt_args[:1] == ["--"] else args.dbt_args
     return run_dbt(extra)
@@ -278,6 +297,12 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("sql")
     query.add_argument("--all", action="store_true", help="print every row (default: the first 50)")
     query.set_defaults(func=cmd_query)
+
+    report = commands.add_parser("report", help="write the segment report (self-contained HTML) from the warehouse")
+    report.add_argument("--output", default=DEFAULT_REPORT, help=f"the HTML file to write (default: {DEFAULT_REPORT})")
+    report.add_argument("--pca-sample", type=int, default=DEFAULT_PCA_SAMPLE,
+                        help=f"scored shoppers drawn in the PCA scatter (default: {DEFAULT_PCA_SAMPLE})")
+    report.set_defaults(func=cmd_report)
 
     erase = commands.add_parser("erase", help="record a right-to-be-forgotten request (docs/gdpr.md)")
     erase.add_argument("--request-id", required=True, help="the privacy team's reference of the request")

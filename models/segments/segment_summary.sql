@@ -1,0 +1,73 @@
+{#- One row per segment of the current model, ready for dashboards: who they are, how many, what
+    they are worth and what marketing should do. Built from tables every warehouse has
+    (segment_profiles, user_segments, user_features), in portable SQL. -#}
+{{ config(materialized='table') }}
+
+with scored as (
+    select
+        user_segments.segment_id,
+        user_features.purchases,
+        user_features.orders,
+        coalesce(user_features.revenue, 0) as revenue
+    from {{ ref('user_segments') }} as user_segments
+    inner join {{ ref('user_features') }} as user_features
+        on user_segments.user_id = user_features.user_id
+    where user_segments.segment_status = 'scored'
+),
+
+per_segment as (
+    select
+        segment_id,
+        count(*) as users,
+        {{ count_where('purchases > 0') }} as buyers,
+        sum(orders) as orders,
+        sum(cast(revenue as {{ type_double() }})) as revenue
+    from scored
+    group by segment_id
+),
+
+totals as (
+    select
+        count(*) as users,
+        sum(cast(revenue as {{ type_double() }})) as revenue
+    from scored
+),
+
+summary as (
+    select
+        profiles.model_version,
+        profiles.segment_id,
+        profiles.segment_name,
+        profiles.persona_key,
+        profiles.description,
+        profiles.distinctive_traits,
+        profiles.marketing_action,
+        coalesce(per_segment.users, 0) as users,
+        coalesce(per_segment.buyers, 0) as buyers,
+        coalesce(per_segment.orders, 0) as orders,
+        coalesce(per_segment.revenue, 0) as revenue,
+        totals.users as total_users,
+        totals.revenue as total_revenue
+    from {{ ref('segment_profiles') }} as profiles
+    cross join totals
+    left join per_segment on profiles.segment_id = per_segment.segment_id
+)
+
+select
+    cast(model_version as integer) as model_version,
+    cast(segment_id as integer) as segment_id,
+    cast(segment_name as varchar) as segment_name,
+    cast(persona_key as varchar) as persona_key,
+    cast(description as {{ type_long_text() }}) as description,
+    cast(distinctive_traits as {{ type_long_text() }}) as distinctive_traits,
+    cast(marketing_action as {{ type_long_text() }}) as marketing_action,
+    cast(users as {{ dbt.type_bigint() }}) as users,
+    {{ safe_divide('users', 'total_users') }} as user_share,
+    cast(buyers as {{ dbt.type_bigint() }}) as buyers,
+    {{ safe_divide('buyers', 'users') }} as conversion_rate,
+    cast(orders as {{ dbt.type_bigint() }}) as orders,
+    cast(revenue as {{ type_double() }}) as revenue,
+    {{ safe_divide('revenue', 'total_revenue') }} as revenue_share,
+    {{ safe_divide('revenue', 'orders') }} as avg_order_value,
+    {{ safe_divide('revenue', 'users') }} as revenue_per_user
+from summary
