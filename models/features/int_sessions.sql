@@ -14,18 +14,24 @@ with
 {% if is_incremental() %}
     -- Sessions that received events from files loaded since the previous run, and sessions that
     -- lost events to the retention window (the post-hook drops those left with none).
+    -- (union all + distinct: Redshift has no `union distinct`, and a bare union reads ambiguously)
     touched_sessions as (
         select distinct
-            user_id,
-            user_session
-        from {{ ref('stg_events') }}
-        where load_id > (select coalesce(max(known.last_load_id), 0) from {{ this }} as known)
-        union
-        select
-            user_id,
-            user_session
-        from {{ this }}
-        where session_start < {{ retention_cutoff() }}
+            touched.user_id,
+            touched.user_session
+        from (
+            select
+                user_id,
+                user_session
+            from {{ ref('stg_events') }}
+            where load_id > (select coalesce(max(known.last_load_id), 0) from {{ this }} as known)
+            union all
+            select
+                user_id,
+                user_session
+            from {{ this }}
+            where session_start < {{ retention_cutoff() }}
+        ) as touched
     ),
 {% endif %}
 

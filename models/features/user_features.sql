@@ -12,16 +12,23 @@
 ) }}
 
 with touched_users as (
-    select distinct user_id
-    from {{ ref('stg_events') }}
     {% if is_incremental() %}
         -- Shoppers with events from newly loaded files, and shoppers who lost events to the
-        -- retention window (the post-hook drops those left with none).
-        where load_id > (select coalesce(max(known.last_load_id), 0) from {{ this }} as known)
-        union
-        select expiring.user_id
-        from {{ this }} as expiring
-        where expiring.first_event_at < {{ retention_cutoff() }}
+        -- retention window (the post-hook drops those left with none). union all + distinct:
+        -- Redshift has no `union distinct`, and a bare union reads ambiguously.
+        select distinct touched.user_id
+        from (
+            select user_id
+            from {{ ref('stg_events') }}
+            where load_id > (select coalesce(max(known.last_load_id), 0) from {{ this }} as known)
+            union all
+            select expiring.user_id
+            from {{ this }} as expiring
+            where expiring.first_event_at < {{ retention_cutoff() }}
+        ) as touched
+    {% else %}
+        select distinct user_id
+        from {{ ref('stg_events') }}
     {% endif %}
 ),
 

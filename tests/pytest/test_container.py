@@ -13,6 +13,7 @@ import time
 
 import duckdb
 import pytest
+import yaml
 
 import container_support
 import pg_support
@@ -21,6 +22,7 @@ from conftest import PROJECT
 IMAGE_TAG = "localhost/shopper-segments:smoke-test"
 SAMPLE_IN_IMAGE = "/app/data/sample/2019-Oct-head.csv"
 PIPELINE_UID = 10001
+MIN_EVENTS = yaml.safe_load((PROJECT / "dbt_project.yml").read_text())["vars"]["min_events"]
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +62,9 @@ def test_the_pipeline_runs_in_the_container_on_duckdb(image, tmp_path, pytestcon
     with duckdb.connect(str(database), read_only=True) as con:
         scored = con.sql("select count(*) from user_segments where segment_status = 'scored'").fetchall()[0][0]
         shoppers = con.sql("select count(*) from user_segments").fetchall()[0][0]
+        eligible = con.sql(f"select count(*) from user_features where events >= {MIN_EVENTS}").fetchall()[0][0]
         audited = con.sql("select file_name, rows_rejected from stg_event_loads").fetchall()
-    assert shoppers == 4504 and scored > 1000
+    assert shoppers == 4504 and scored == eligible > 500
     assert audited == [("2019-Oct-head.csv", 1)]
 
 

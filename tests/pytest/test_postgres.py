@@ -249,7 +249,7 @@ def test_running_again_changes_nothing_and_retraining_adds_a_version(pg_real):
         "select model_version, value from analytics.segment_model "
         "where param_group = 'config' and param_name = 'n_segments' order by model_version"
     )
-    assert versions.values.tolist() == [[1, 6.0], [2, 5.0]]
+    assert versions.values.tolist() == [[1, 0.0], [2, 5.0]]  # 0: `auto`, k chosen by the scan (the default)
     current = pg_real.df(
         "select distinct model_version, segment_id from analytics.user_segments where segment_id is not null"
     )
