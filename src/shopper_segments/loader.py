@@ -36,6 +36,8 @@ from pathlib import Path
 
 import duckdb
 
+from . import settings
+
 EXPECTED_COLUMNS = (
     "event_time",
     "event_type",
@@ -239,7 +241,7 @@ class DuckDBWarehouse(RawWarehouse):
 
     def __init__(self, path: Path, schema: str = "raw"):
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.con = duckdb.connect(str(path))
+        self.con = duckdb.connect(str(path), config={"memory_limit": settings.duckdb_memory_limit()})
         self.schema = schema
         self.ensure_raw_tables()
 
@@ -319,7 +321,8 @@ class PostgresWarehouse(RawWarehouse):
     def load_file(self, file: EventFile, sha: str, size: int) -> int:
         load_id = self.next_load_id()
         with tempfile.TemporaryDirectory(prefix="segments-load-") as spill:
-            with duckdb.connect(":memory:", config={"temp_directory": spill}) as reader:
+            with duckdb.connect(":memory:", config={"temp_directory": spill,
+                                                   "memory_limit": settings.duckdb_memory_limit()}) as reader:
                 reader.execute("create table lines (load_id integer, line_number bigint, line varchar)")
                 has_header, line_count = read_event_file(reader, "lines", file, load_id)
                 # COPY text format: tab-separated, backslash escapes; built by DuckDB, not row by row in Python.

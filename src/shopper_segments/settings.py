@@ -39,6 +39,11 @@ def duckdb_path() -> Path:
     return _in_project(os.environ.get("SEGMENTS_DUCKDB_PATH", DEFAULT_DUCKDB_PATH))
 
 
+def duckdb_memory_limit() -> str:
+    """DuckDB's memory limit, for dbt (profiles/profiles.yml reads the same variable) and the loader."""
+    return os.environ.get("SEGMENTS_DUCKDB_MEMORY_LIMIT", "75%")
+
+
 def events_location() -> Path:
     """Where raw event files are read from: $SEGMENTS_EVENTS (a file, a folder or a glob)."""
     return _in_project(os.environ.get("SEGMENTS_EVENTS", DEFAULT_EVENTS))
