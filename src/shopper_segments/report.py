@@ -245,6 +245,9 @@ def daily_volumes(w: Warehouse) -> str:
     pivot = daily.pivot_table(index="day", columns="event_type", values="events", aggfunc="sum", fill_value=0)
     pivot = pivot.reindex(columns=[t for t in EVENT_TYPES if t in pivot.columns])
     pivot.index = pd.to_datetime(pivot.index)
+    active_days = len(pivot)
+    # Days without events are zeros, not a line drawn across the gap.
+    pivot = pivot.reindex(pd.date_range(pivot.index.min(), pivot.index.max(), freq="D"), fill_value=0)
     fig, ax = plt.subplots(figsize=(9, 3.2))
     ax.stackplot(pivot.index, pivot.T.to_numpy(), labels=list(pivot.columns), colors=PALETTE[: len(pivot.columns)],
                  alpha=0.85)
@@ -255,8 +258,9 @@ def daily_volumes(w: Warehouse) -> str:
     ax.grid(alpha=0.3)
     fig.autofmt_xdate()
     peak = pivot.sum(axis=1).idxmax()
-    text = (f"{len(pivot)} day(s) of events; the busiest day is {peak:%A %d %B %Y} with "
-            f"{num(pivot.sum(axis=1).max())} events (average {num(pivot.sum(axis=1).mean())} per day).")
+    per_active_day = pivot.sum(axis=1).sum() / active_days
+    text = (f"{active_days} day(s) with events; the busiest day is {peak:%A %d %B %Y} with "
+            f"{num(pivot.sum(axis=1).max())} events (average {num(per_active_day)} per day with events).")
     return f"<p>{esc(text)}</p>" + figure_html(fig, "Events per day by event type")
 
 
