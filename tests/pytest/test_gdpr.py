@@ -134,8 +134,8 @@ def pseudonymised_build(tmp_path, name: str, key: str, *dbt_args: str) -> Wareho
 def test_pseudonyms_are_stable_for_a_key_and_differ_across_keys(tmp_path):
     first = pseudonymised_build(tmp_path, "first", "key-one")
     # The comparisons need user_features only (the leak scan below runs on the full build `first`).
-    again = pseudonymised_build(tmp_path, "again", "key-one", "--select", "+user_features")
-    other = pseudonymised_build(tmp_path, "other", "key-two", "--select", "+user_features")
+    again = pseudonymised_build(tmp_path, "again", "key-one", "--select", "+user_features", "+stg_event_loads")
+    other = pseudonymised_build(tmp_path, "other", "key-two", "--select", "+user_features", "+stg_event_loads")
     query = "select user_id from user_features order by user_id"
     ids_first, ids_again, ids_other = (w.df(query).user_id for w in (first, again, other))
     assert len(ids_first) > 4000 and ids_first.is_unique
@@ -158,7 +158,7 @@ def test_pseudonyms_are_stable_for_a_key_and_differ_across_keys(tmp_path):
 
 
 def test_a_different_key_on_an_existing_warehouse_is_refused(tmp_path):
-    warehouse = pseudonymised_build(tmp_path, "wh", "key-one", "--select", "+user_features")
+    warehouse = pseudonymised_build(tmp_path, "wh", "key-one", "--select", "+user_features", "+stg_event_loads")
     result = warehouse.segments("run", "--events", str(OCTOBER_HEAD), "--", "--vars",
                                 "{pseudonymise_user_ids: true}", check=False, SEGMENTS_PSEUDONYMISATION_KEY="key-two")
     assert result.returncode != 0 and "differs from the key the warehouse was built with" in result.stderr
