@@ -320,7 +320,7 @@ def property_workdir(tmp_path_factory):
 
 # Each example runs several real dbt builds: no shrinking (minutes per failure); the failing example
 # is printed in full and a fixed seed replays it (pytest --hypothesis-seed=...).
-@settings(max_examples=int(os.environ.get("PROPERTY_EXAMPLES", "6")), deadline=None,
+@settings(max_examples=int(os.environ.get("PROPERTY_EXAMPLES", "4")), deadline=None,
           derandomize=os.environ.get("CI") == "true", phases=(Phase.explicit, Phase.reuse, Phase.generate),
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.data_too_large])
