@@ -5,6 +5,11 @@ Incremental: a run keeps the current version unless `retrain` is true (or no ver
 retraining on unchanged inputs adds nothing. A retrained version keeps the ids and names of the
 segments it shares with the current one. The fitting code is shopper_segments.modeling, shared
 with `segments fit` for warehouses without Python models.
+
+The settings (the project's vars) come in `meta` (python_models/_python_models.yml): dbt hands a
+Python model only the config keys written literally as `dbt.config.get("...")` in its code.
+When too few shoppers are eligible, nothing is fitted (the run says so in one line) and every
+shopper stays `not_enough_history` in user_segments, or keeps the current version's segment.
 """
 
 from shopper_segments import duckdb_inputs, modeling
@@ -12,21 +17,30 @@ from shopper_segments import duckdb_inputs, modeling
 
 def model(dbt, session):
     dbt.config(materialized="incremental", incremental_strategy="append")
-    settings = modeling.FitSettings.from_config(dbt.config.get)
+    meta = dbt.config.get("meta")
+    settings = modeling.FitSettings.from_model_meta(meta)
 
     latest_version, latest_fingerprint, previous = None, None, None
     if dbt.is_incremental:
-        if str(dbt.config.get("retrain", False)).lower() != "true":
-            return modeling.empty_params()
         previous = session.sql(
             f"select * from {dbt.this} where model_version = (select max(model_version) from {dbt.this})"
         ).df()
+        if len(previous) and not modeling.retrain_requested(meta):
+            return modeling.empty_params()
         fingerprint = previous[(previous.param_group == "config") & (previous.param_name == "fingerprint")]
         if len(fingerprint):
             latest_version, latest_fingerprint = int(fingerprint.model_version.iloc[0]), fingerprint.text_value.iloc[0]
+        if not len(previous):
+            previous = None
 
     features = dbt.ref("user_features")
     eligible = features.filter(f"events >= {settings.min_events}").project("user_id").fetchnumpy()["user_id"]
+    shortfall = modeling.too_few_to_fit(len(eligible), settings)
+    if shortfall:
+        kept = (f"model version {latest_version} stays current" if latest_version
+                else "no model fitted, every shopper stays not_enough_history")
+        print(f"segment_model: {shortfall}: {kept}; lower min_events or land more events.", flush=True)
+        return modeling.empty_params()
     inputs = modeling.TrainingInputs(
         eligible_user_ids=eligible,
         fetch_features=lambda user_ids: duckdb_inputs.rows_of(session, features, "user_id", user_ids),

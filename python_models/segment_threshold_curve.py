@@ -11,6 +11,7 @@ from shopper_segments import duckdb_inputs, evaluation
 
 def model(dbt, session):
     dbt.config(materialized="incremental", incremental_strategy="append")
+    meta = dbt.config.get("meta")  # the night hours (vars), see _python_models.yml
     study = duckdb_inputs.study_inputs(session, dbt.ref("user_features"), dbt.ref("segment_features"))
     analysed = duckdb_inputs.analysed_versions(dbt, session)
     events = dbt.ref("stg_events").project(
@@ -22,5 +23,5 @@ def model(dbt, session):
         study,
         fetch_events=lambda user_ids: duckdb_inputs.rows_of(session, events, "user_id", user_ids),
         marketing_calendar=dbt.ref("marketing_calendar").df(),
-        night_hours=(int(dbt.config.get("night_start_hour")), int(dbt.config.get("night_end_hour"))),
+        night_hours=(int(meta["night_start_hour"]), int(meta["night_end_hour"])),
     )

@@ -10,8 +10,10 @@
 {%- endmacro %}
 
 
-{#- The shape of the current model version: its number, features (in order), components, segments.
-    Returns none at parse time, when no query can run, and before the first fit. -#}
+{#- The shape of the current model version: its number, features (in order), components, segments,
+    and the min_events it was fitted with (the scoring applies that one: see user_segments).
+    Returns none at parse time, when no query can run, and while no version is fitted (a new
+    warehouse, or too few eligible shoppers so far: everyone is then not_enough_history). -#}
 {% macro current_segment_model() -%}
     {%- if not execute -%}
         {{ return(none) }}
@@ -37,17 +39,21 @@
                 (param_group = 'preprocess' and param_name = 'position')
                 or (param_group = 'kmeans' and param_name = 'centroid' and component = 1)
                 or (param_group = 'pca' and param_name = 'loading')
+                or (param_group = 'config' and param_name = 'min_events')
             )
     {%- endset -%}
     {%- set rows = run_query(shape_query).rows -%}
     {%- if rows | length == 0 -%}
-        {{ exceptions.raise_compiler_error("No segment model has been fitted yet: build segment_model first.") }}
+        {{ return(none) }}
     {%- endif -%}
     {%- set positions = {} -%}
     {%- set segments = [] -%}
     {%- set components = [] -%}
+    {%- set fitted_with = {} -%}
     {%- for row in rows -%}
-        {%- if row['param_group'] == 'preprocess' -%}
+        {%- if row['param_group'] == 'config' -%}
+            {%- do fitted_with.update({'min_events': row['value'] | int}) -%}
+        {%- elif row['param_group'] == 'preprocess' -%}
             {%- do positions.update({row['feature_name']: row['value'] | int}) -%}
         {%- elif row['param_group'] == 'kmeans' -%}
             {%- do segments.append(row['segment_id'] | int) -%}
@@ -60,7 +66,8 @@
         'version': rows[0]['model_version'] | int,
         'features': features,
         'components': components | sort,
-        'segments': segments | sort
+        'segments': segments | sort,
+        'min_events': fitted_with['min_events']
     }) }}
 {%- endmacro %}
 
@@ -93,7 +100,7 @@
 
 
 {#- (user_id, segment_id, distance_to_centroid) for every shopper of `features_relation` with at
-    least min_events events. -#}
+    least the model's min_events events. -#}
 {% macro segment_scores(model, features_relation) -%}
     {%- if model is none -%}
         {#- Before the first fit (compiling, linting): the shape of the result only. -#}
@@ -119,7 +126,7 @@
             cast({{ feature }} as {{ type_double() }}) as feature_{{ loop.index }}{{ ',' if not loop.last }}
             {%- endfor %}
         from {{ features_relation }}
-        where events >= {{ var('min_events') }}
+        where events >= {{ model.min_events }}
     ),
 
     imputed as (

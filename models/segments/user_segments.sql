@@ -1,5 +1,6 @@
 {#- One row per shopper: their segment under the current model, or the status
-    `not_enough_history` while they have fewer than min_events events.
+    `not_enough_history` while they have fewer than min_events events (the current model's), or
+    while no model could be fitted (too few eligible shoppers).
     Incremental: each run scores every shopper (seconds in SQL) but writes only the rows whose
     result changed, so scored_at says when a shopper's segment was last (re)assigned and a run
     with no new data changes nothing. -#}
@@ -13,6 +14,15 @@
 
 {%- set model = current_segment_model() %}
 {%- set model_version = model.version if model is not none else 0 %}
+{#- A shopper is scored from the min_events the current version was fitted with, so the fit and the
+    scoring never disagree; a different var takes effect with the next version (--retrain). -#}
+{%- if model is not none and model.min_events != var('min_events') | int %}
+    {{ exceptions.warn(
+        "user_segments: scoring with min_events = " ~ model.min_events ~ ", the value model version "
+        ~ model.version ~ " was fitted with; the min_events var (" ~ var('min_events')
+        ~ ") applies from the next version: run with --retrain to fit one."
+    ) }}
+{%- endif %}
 
 with scores as (
     {{ segment_scores(model, ref('user_features')) | indent(4) }}

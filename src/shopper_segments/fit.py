@@ -74,7 +74,7 @@ class FitContext:
         return python_model_config(model, self.target_type, self.cli_vars)
 
     def retrain(self, config: dict[str, Any]) -> bool:
-        return self.retrain_flag or str(config.get("retrain", False)).lower() == "true"
+        return self.retrain_flag or modeling.retrain_requested(config.get("meta"))
 
 
 def project_vars(cli_vars: dict[str, Any]) -> dict[str, Any]:
@@ -103,14 +103,18 @@ def python_model_config(model: str, target_type: str, cli_vars: dict[str, Any]) 
 
     environment = jinja2.Environment(undefined=jinja2.StrictUndefined)
     context = {"var": var, "env_var": env_var, "target": SimpleNamespace(type=target_type)}
+
+    def render(value: Any) -> Any:
+        if isinstance(value, str):
+            return environment.from_string(value).render(context)
+        if isinstance(value, dict):
+            return {key: render(item) for key, item in value.items()}
+        return value
+
     for path in sorted((settings.project_dir() / "python_models").glob("*.yml")):
         for entry in (yaml.safe_load(path.read_text()) or {}).get("models") or []:
             if entry.get("name") == model:
-                config = entry.get("config") or {}
-                return {
-                    key: environment.from_string(value).render(context) if isinstance(value, str) else value
-                    for key, value in config.items()
-                }
+                return render(entry.get("config") or {})
     raise SystemExit(f"No Python model {model!r} in python_models/*.yml")
 
 
@@ -121,24 +125,30 @@ def fit_segment_model(ctx: FitContext) -> pd.DataFrame:
     same deterministic sample; a retrain on unchanged inputs adds nothing (training fingerprint).
     """
     config = ctx.config("segment_model")
-    fit_settings = modeling.FitSettings.from_config(config.get)
-    latest_version, latest_fingerprint = None, None
+    fit_settings = modeling.FitSettings.from_model_meta(config.get("meta"))
+    latest_version, latest_fingerprint, previous = None, None, None
     if ctx.exists("segment_model"):
-        if not ctx.retrain(config):
-            return modeling.empty_params()
-        latest = ctx.query(
-            f"""
-            select model_version, text_value from {ctx.relation('segment_model')}
-            where param_group = 'config' and param_name = 'fingerprint'
-            order by model_version desc limit 1
-            """
+        relation = ctx.relation("segment_model")
+        previous = ctx.query(
+            f"select * from {relation} where model_version = (select max(model_version) from {relation})"
         )
-        if len(latest):
-            latest_version, latest_fingerprint = int(latest.iloc[0, 0]), latest.iloc[0, 1]
+        if len(previous) and not ctx.retrain(config):
+            return modeling.empty_params()
+        fingerprint = previous[(previous.param_group == "config") & (previous.param_name == "fingerprint")]
+        if len(fingerprint):
+            latest_version, latest_fingerprint = int(fingerprint.model_version.iloc[0]), fingerprint.text_value.iloc[0]
+        if not len(previous):
+            previous = None
 
     eligible = ctx.query(
         f"select user_id from {ctx.relation('user_features')} where events >= {fit_settings.min_events}"
     )["user_id"].to_numpy()
+    shortfall = modeling.too_few_to_fit(len(eligible), fit_settings)
+    if shortfall:
+        kept = (f"model version {latest_version} stays current" if latest_version
+                else "no model fitted, every shopper stays not_enough_history")
+        print(f"segment_model: {shortfall}: {kept}; lower min_events or land more events.", flush=True)
+        return modeling.empty_params()
     inputs = modeling.TrainingInputs(
         eligible_user_ids=eligible,
         fetch_features=lambda user_ids: ctx.rows_where_in("user_features", "user_id", user_ids),
@@ -146,7 +156,7 @@ def fit_segment_model(ctx: FitContext) -> pd.DataFrame:
         personas=ctx.ref("segment_personas"),
         traits=ctx.ref("segment_persona_traits"),
     )
-    params, _ = modeling.train_new_version(inputs, fit_settings, latest_version, latest_fingerprint)
+    params, _ = modeling.train_new_version(inputs, fit_settings, latest_version, latest_fingerprint, previous)
     return params
 
 

@@ -26,6 +26,12 @@ def report(duckdb_path: Path, truth: Path | None = None) -> None:
     with duckdb.connect(str(duckdb_path), read_only=True) as con:
         q = lambda sql: con.sql(sql).df()  # noqa: E731
         version = con.sql("select max(model_version) from segment_model").fetchall()[0][0]
+        if version is None:
+            shoppers = con.sql("select count(*) from user_segments").fetchall()[0][0]
+            _section("no model version", f"No segment model is fitted: too few shoppers have min_events events "
+                                         f"(the run printed how many are eligible and needed); all {shoppers:,} "
+                                         "shoppers are not_enough_history.")
+            return
         where = f"where model_version = {version}"
         _section(f"model version {version}: k selection",
                  q(f"select k, round(silhouette, 3) as silhouette, round(davies_bouldin, 3) as db, "

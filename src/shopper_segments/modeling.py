@@ -18,7 +18,7 @@ import functools
 import hashlib
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -100,8 +100,24 @@ class FitSettings:
     min_persona_score: float = 0.5  # below this a segment gets no persona but a name from its traits
 
     @classmethod
+    def from_model_meta(cls, meta: Mapping[str, Any] | None) -> "FitSettings":
+        """Settings from `meta.fit_settings` of segment_model's config (python_models/_python_models.yml).
+
+        dbt hands a Python model only the config keys its code names literally, so the vars travel
+        in one `meta` mapping: the dbt model reads `dbt.config.get("meta")`, `segments fit` renders the
+        same YAML. A missing mapping is an error, never a silent fall-back to the defaults.
+        """
+        values = (meta or {}).get("fit_settings")
+        if not isinstance(values, Mapping):
+            raise ValueError("segment_model's config has no meta.fit_settings (python_models/_python_models.yml)")
+        unknown = sorted(set(values) - set(asdict(cls())))
+        if unknown:
+            raise ValueError(f"unknown fit settings in meta.fit_settings: {unknown}")
+        return cls.from_config(lambda name, default: values.get(name, default))
+
+    @classmethod
     def from_config(cls, get: Callable[[str, object], object]) -> "FitSettings":
-        """Settings from dbt model configs (which carry the project's vars) or stored config rows."""
+        """Settings from a name -> value lookup (a model's meta.fit_settings, or stored config rows)."""
         defaults = cls()
         values = {}
         for name, default in asdict(defaults).items():
@@ -112,6 +128,29 @@ class FitSettings:
         return cls(**values)
 
 
+def retrain_requested(meta: Mapping[str, Any] | None) -> bool:
+    """The `retrain` var, as segment_model's config carries it (`meta.retrain`)."""
+    return str((meta or {}).get("retrain", False)).strip().lower() == "true"
+
+
+def minimum_training_users(settings: FitSettings) -> int:
+    """Shoppers a fit needs at least: two per segment of the smallest k it may choose."""
+    return max(settings.n_segments or settings.k_min, 2) * 2
+
+
+def too_few_to_fit(eligible_users: int, settings: FitSettings) -> str | None:
+    """Why no model can be fitted on `eligible_users` shoppers (one line for the run's output), or None."""
+    needed = minimum_training_users(settings)
+    if min(eligible_users, settings.sample_size) >= needed:
+        return None
+    smallest = settings.n_segments or settings.k_min
+    return (
+        f"{eligible_users:,} shopper{'s have' if eligible_users != 1 else ' has'} at least {settings.min_events} "
+        f"events (min_events); fitting {smallest} segments needs at least {needed}"
+        + (f" (fit_sample_size is {settings.sample_size})" if settings.sample_size < needed <= eligible_users else "")
+    )
+
+
 def feature_specs(feature_config: pd.DataFrame) -> list[FeatureSpec]:
     """The model's features from the seed segment_features (rows with in_model = true)."""
     used = feature_config[feature_config["in_model"].astype(str).str.lower() == "true"]
@@ -120,6 +159,19 @@ def feature_specs(feature_config: pd.DataFrame) -> list[FeatureSpec]:
         FeatureSpec(row.feature_name, str(row.transform) == "log1p", str(row.impute), str(label or row.feature_name))
         for row, label in zip(used.itertuples(index=False), labels.fillna(""))
     ]
+
+
+def column_medians(values: np.ndarray) -> np.ndarray:
+    """Median of each column over its defined values; NaN for a column with none.
+
+    A feature can be undefined for every training shopper (no priced purchase in a small sample,
+    say): numpy's nanmedian would then warn "All-NaN slice", which says nothing a user can act on.
+    """
+    medians = np.full(values.shape[1] if values.ndim == 2 else 0, np.nan)
+    defined = ~np.isnan(values).all(axis=0) if len(values) else np.zeros(len(medians), dtype=bool)
+    if defined.any():
+        medians[defined] = np.nanmedian(values[:, defined], axis=0)
+    return medians
 
 
 class HeavyTailPreprocessor(BaseEstimator, TransformerMixin):
@@ -142,7 +194,7 @@ class HeavyTailPreprocessor(BaseEstimator, TransformerMixin):
     def fit(self, X, y=None):
         values = np.asarray(X, dtype=float)
         self.log1p_mask_ = np.array([spec.log1p for spec in self.specs])
-        medians = np.nanmedian(values, axis=0) if len(values) else np.zeros(len(self.specs))
+        medians = column_medians(values)
         self.impute_values_ = np.array(
             [
                 np.nan_to_num(medians[i]) if spec.impute == "median" else float(spec.impute)
@@ -350,12 +402,9 @@ def fit_model(
     from . import identity, model_selection, naming
 
     specs = feature_specs(feature_config)
-    smallest = settings.n_segments or settings.k_min
-    if len(training) < max(smallest, 2) * 2:
-        raise ValueError(
-            f"only {len(training)} shoppers have at least {settings.min_events} events: "
-            f"too few to fit {smallest} segments"
-        )
+    shortfall = too_few_to_fit(len(training), settings)
+    if shortfall:
+        raise ValueError(f"too few shoppers to fit: {shortfall}")
     values = training[[spec.name for spec in specs]].to_numpy(dtype=float)
     preprocessing = build_preprocessing(specs, settings)
     projected = preprocessing.fit_transform(values)

@@ -159,6 +159,7 @@ class Report:
     parts: list[str] = field(default_factory=list)
     unavailable: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    no_model_reason: str | None = None  # why the model and segment parts are empty, if no version is fitted
 
     def block(self, title: str, build: Callable[[], str], level: int = 3) -> str:
         """One titled part; a missing table becomes a note, an unexpected error a visible message."""
@@ -166,7 +167,7 @@ class Report:
             body = build()
         except Unavailable as reason:
             self.unavailable.append(title)
-            body = note(f"Not available: {reason}.")
+            body = note(f"Not available: {reason}." + (f" {self.no_model_reason}" if self.no_model_reason else ""))
         except Exception as error:  # noqa: BLE001 - the rest of the report is still worth writing
             self.failed.append(title)
             traceback.print_exc(file=sys.stderr)
@@ -821,7 +822,7 @@ def segments_part(w: Warehouse, report: Report) -> str:
         segments = segment_order(w)
     except Unavailable as reason:
         report.unavailable.append("Segments")
-        return note(f"Not available: {reason} (the model has not segmented anyone yet).")
+        return note(f"Not available: {reason}. {report.no_model_reason or 'The model has not segmented anyone yet.'}")
     version = int(segments["model_version"].iloc[0])
     parts = [
         f"<p>Model version {version}: {len(segments)} segments. Each card below is an action plan for marketing "
@@ -867,8 +868,28 @@ footer { color: #6b7280; font-size: 12px; margin-top: 40px; }
 """
 
 
+def no_model_reason(w: Warehouse) -> str | None:
+    """Why no model version is fitted (too few eligible shoppers), or None when one is.
+
+    The fit's settings are the project's (dbt_project.yml): a run with other `--vars` is not known here.
+    """
+    from . import fit, modeling
+
+    if not {"segment_model", "user_features"} <= w.tables or not w.frame("select 1 from segment_model limit 1").empty:
+        return None
+    meta = fit.python_model_config("segment_model", w.target, {}).get("meta")
+    fit_settings = modeling.FitSettings.from_model_meta(meta)
+    counts = w.frame(f"select count(*) as shoppers, sum(case when events >= {fit_settings.min_events} then 1 else 0 end) "
+                     "as eligible from user_features")
+    shoppers, eligible = int(counts["shoppers"].iloc[0]), int(counts["eligible"].fillna(0).iloc[0])
+    shortfall = modeling.too_few_to_fit(eligible, fit_settings)
+    return (f"No segment model is fitted: {shortfall or 'the fit has not run yet'} (settings of dbt_project.yml), "
+            f"so all {shoppers:,} shoppers are not_enough_history. Lower min_events or land more events.")
+
+
 def build_html(w: Warehouse, pca_sample: int) -> Report:
     report = Report(w, pca_sample=pca_sample)
+    report.no_model_reason = no_model_reason(w)
     generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     body = [
         "<h1>Shopper segments</h1>",
