@@ -9,6 +9,13 @@
 {% macro default__type_double() -%}double precision{%- endmacro %}
 
 
+{#- Money, exact: dbt's portable numeric(28,6) holds every price the price rule accepts (12 digits,
+    6 decimals) and their sums, which are exact in any order: every total is bit-identical however
+    the events were landed. Averages divide an exact total by a count (safe_divide): one rounding,
+    the same on every run (docs/data_quality.md, "Money"). -#}
+{% macro type_money() -%}{{ return(dbt.type_numeric()) }}{%- endmacro %}
+
+
 {#- True when the whole of `expr` matches the regular expression `pattern` (no anchors needed).
     Use POSIX classes such as [0-9] rather than \d: Redshift's ~ is POSIX. -#}
 {% macro regex_full_match(expr, pattern) -%}

@@ -160,7 +160,7 @@ select
         as cart_abandonment_rate,
     {{ safe_divide('session_totals.orders', 'session_totals.sessions') }} as session_conversion_rate,
     -- money
-    cast(session_totals.revenue as {{ type_double() }}) as revenue,
+    cast(session_totals.revenue as {{ type_money() }}) as revenue,
     cast(session_totals.orders as {{ dbt.type_bigint() }}) as orders,
     {{ safe_divide('session_totals.revenue', 'session_totals.orders') }} as avg_order_value,
     {{ safe_divide('session_totals.viewed_price_total', 'session_totals.priced_views') }} as avg_viewed_price,

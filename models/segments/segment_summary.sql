@@ -21,7 +21,7 @@ per_segment as (
         count(*) as users,
         {{ count_where('purchases > 0') }} as buyers,
         sum(orders) as orders,
-        sum(cast(revenue as {{ type_double() }})) as revenue
+        sum(revenue) as revenue
     from scored
     group by segment_id
 ),
@@ -29,7 +29,7 @@ per_segment as (
 totals as (
     select
         count(*) as users,
-        sum(cast(revenue as {{ type_double() }})) as revenue
+        sum(revenue) as revenue
     from scored
 ),
 
@@ -66,7 +66,7 @@ select
     cast(buyers as {{ dbt.type_bigint() }}) as buyers,
     {{ safe_divide('buyers', 'users') }} as conversion_rate,
     cast(orders as {{ dbt.type_bigint() }}) as orders,
-    cast(revenue as {{ type_double() }}) as revenue,
+    cast(revenue as {{ type_money() }}) as revenue,
     {{ safe_divide('revenue', 'total_revenue') }} as revenue_share,
     {{ safe_divide('revenue', 'orders') }} as avg_order_value,
     {{ safe_divide('revenue', 'users') }} as revenue_per_user

@@ -22,7 +22,7 @@ with valid_lines as (
         nullif(category_code_text, '') as category_code,
         nullif(brand_text, '') as brand,
         -- A zero price means "price not recorded" (REES46 has such views): NULL, see docs/data_quality.md.
-        nullif(cast(price_text as {{ type_double() }}), 0) as price,
+        nullif(cast(price_text as {{ type_money() }}), 0) as price,
         {{ shopper_id('user_id_text') }} as user_id,
         {{ session_id('user_session') }} as user_session
     from {{ ref('base_event_lines') }}

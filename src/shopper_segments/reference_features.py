@@ -7,10 +7,16 @@ It reads whole files into memory, as a notebook would.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+# Money is exact, as in the warehouse (numeric(28,6)): prices have at most 6 decimals (the price rule),
+# so they are summed as integer millionths; an average is the exact total / a count, one float
+# division, which is what the warehouse computes (docs/data_quality.md, "Money").
+MICROS = 10**6
 
 COLUMNS = [
     "event_time",
@@ -52,6 +58,18 @@ def read_events(paths: list[Path]) -> pd.DataFrame:
     return events.reset_index(drop=True)
 
 
+def exact_money(micros: pd.Series) -> pd.Series:
+    """Integer millionths as exact decimals (what the warehouse's numeric(28,6) holds)."""
+    return micros.map(lambda m: Decimal(int(m)).scaleb(-6))
+
+
+def exact_average(total_micros: pd.Series, count: pd.Series) -> pd.Series:
+    """total / count, NULL when count is 0: the exact total as a float (micros / 10**6 is correctly
+    rounded, both being exact), then one float division, as safe_divide does in SQL."""
+    total = total_micros.astype("int64").to_numpy() / MICROS
+    return pd.Series(total, index=total_micros.index) / count.replace(0, np.nan).astype(float)
+
+
 def user_features(
     events: pd.DataFrame, marketing_days: set, night_hours: tuple[int, int] = (0, 6)
 ) -> pd.DataFrame:
@@ -66,8 +84,9 @@ def user_features(
     hours = e["event_time"].dt.hour
     e["is_night"] = (hours >= night_hours[0]) & (hours < night_hours[1])
     e["is_marketing"] = e["date"].dt.date.isin(marketing_days)
-    e["purchase_price"] = e["price"].where(e["is_purchase"])
-    e["view_price"] = e["price"].where(e["is_view"])
+    price_micros = np.rint(e["price"] * MICROS).astype("Int64")  # exact: parsed prices have <= 6 decimals
+    e["purchase_micros"] = price_micros.where(e["is_purchase"])
+    e["view_micros"] = price_micros.where(e["is_view"])
 
     session_key = ["user_id", "user_session"]
     sessions = e.groupby(session_key).agg(
@@ -92,9 +111,10 @@ def user_features(
             "carts": by_user["is_cart"].sum(),
             "removes": by_user["is_remove"].sum(),
             "purchases": by_user["is_purchase"].sum(),
-            "revenue": by_user["purchase_price"].sum(),
-            "avg_viewed_price": by_user["view_price"].mean(),
-            "avg_purchased_price": by_user["purchase_price"].mean(),
+            "revenue_micros": by_user["purchase_micros"].sum(),
+            "priced_purchases": by_user["purchase_micros"].count(),
+            "view_micros": by_user["view_micros"].sum(),
+            "priced_views": by_user["view_micros"].count(),
             "distinct_products": by_user["product_id"].nunique(),
             "distinct_categories": by_user["category_id"].nunique(),
             "distinct_brands": by_user["brand"].nunique(),
@@ -114,7 +134,11 @@ def user_features(
     f["cart_to_purchase_rate"] = (carted_by_user["sum"] / carted_by_user["size"]).reindex(f.index)
     f["view_to_cart_rate"] = f["carts"] / f["views"].replace(0, np.nan)
     f["session_conversion_rate"] = f["orders"] / f["sessions"]
-    f["avg_order_value"] = f["revenue"] / f["orders"].replace(0, np.nan)
+    f["revenue"] = exact_money(f["revenue_micros"])
+    f["avg_order_value"] = exact_average(f["revenue_micros"], f["orders"])
+    f["avg_purchased_price"] = exact_average(f["revenue_micros"], f.pop("priced_purchases"))
+    f["avg_viewed_price"] = exact_average(f.pop("view_micros"), f.pop("priced_views"))
+    f = f.drop(columns="revenue_micros")
     f["events_per_session"] = f["events"] / f["sessions"]
     f["tenure_days"] = (f["last_event_at"] - f["first_event_at"]).dt.total_seconds() / 86400
     f["recency_days"] = (e["event_time"].max() - f["last_event_at"]).dt.total_seconds() / 86400

@@ -47,10 +47,11 @@ def table_state(warehouse: Warehouse, tables: dict[str, list[str]] = ETL_TABLES)
 
 
 def assert_same_state(left: dict[str, pd.DataFrame], right: dict[str, pd.DataFrame]) -> None:
+    """Bit-identical rows, no tolerance: money is exact decimals and no feature depends on the order
+    in which rows are summed (docs/data_quality.md, "Money")."""
     assert left.keys() == right.keys()
     for table in left:
-        pd.testing.assert_frame_equal(left[table], right[table], check_exact=False, rtol=1e-9, atol=1e-9,
-                                      obj=table)
+        pd.testing.assert_frame_equal(left[table], right[table], check_exact=True, obj=table)
 
 
 def build_etl(warehouse: Warehouse, *extra: str) -> None:

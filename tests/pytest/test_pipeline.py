@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
+from decimal import Decimal
 
 import numpy as np
 import pandas as pd
@@ -83,6 +84,9 @@ def test_demo_rejects_and_duplicates_reconcile(demo_warehouse, demo_events):
     assert audit.rows_in_file.sum() == raw_lines + len(file_lines(PROJECT / "data/sample/2019-Nov-head-noheader.csv"))
 
 
+MONEY_AVERAGES = ["avg_order_value", "avg_viewed_price", "avg_purchased_price"]
+
+
 def _compare_features(warehouse, event_paths, users: int, seed: int):
     """user_features equals an independent pandas computation for a random sample of shoppers."""
     events = reference_features.read_events(event_paths)
@@ -91,6 +95,14 @@ def _compare_features(warehouse, event_paths, users: int, seed: int):
     actual = warehouse.df("select * from user_features").set_index("user_id")
     assert set(actual.index) == set(expected.index)
     sample = np.random.default_rng(seed).choice(actual.index.to_numpy(), size=min(users, len(actual)), replace=False)
+    # Money is exact (docs/data_quality.md): totals are equal decimals, averages equal floats, for every shopper.
+    with warehouse.connect() as con:
+        revenue = dict(con.sql("select user_id, revenue from user_features").fetchall())
+    assert all(isinstance(value, Decimal) for value in revenue.values())
+    assert revenue == expected["revenue"].to_dict()
+    for column in MONEY_AVERAGES:
+        pd.testing.assert_series_equal(actual[column].sort_index(), expected[column].sort_index(), check_exact=True,
+                                       check_dtype=False, check_names=False, obj=column)
     numeric = [c for c in expected.columns if c in actual.columns and c not in ("top_category",)]
     for column in numeric:
         left = actual.loc[sample, column]
