@@ -178,7 +178,7 @@ def test_segments_fit_writes_the_model_the_python_model_writes(request, pair):
 def test_the_bi_role_can_read_the_marts_only(pg_real):
     readable = dict(pg_real.server.query(pg_real.database, """
         select table_name, has_table_privilege('bi_reader', table_schema || '.' || table_name, 'select')
-        from information_schema.tables where table_schema = 'analytics'
+        from information_schema.tables where table_schema in ('analytics', 'analytics_private')
     """))
     granted = {name for name, allowed in readable.items() if allowed}
     assert {"user_segments", "segment_profiles", "segment_labels", "segment_model_metrics"} <= granted
