@@ -21,7 +21,12 @@ classified_lines as (
         lines.load_id,
         lines.reject_reason,
         lines.event_time_text,
-        {{ is_line_of_erased_shopper('lines.line') }} as is_erased
+        -- A valid line's user field is already checked: no need to parse the line again.
+        case
+            when lines.reject_reason is null
+                then {{ canonical_user_id('lines.user_id_text') }} in ({{ erased_user_ids_as('user_id_text') }})
+            else {{ is_line_of_erased_shopper('lines.line') }}
+        end as is_erased
     from {{ ref('base_event_lines') }} as lines
     where lines.load_id in (select files.load_id from files)
 ),
