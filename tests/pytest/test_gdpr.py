@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 import stat
 
-import duckdb
 import pandas as pd
 import pytest
 
