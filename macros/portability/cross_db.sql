@@ -59,3 +59,19 @@
 {% macro default__type_long_text() -%}varchar{%- endmacro %}
 
 {% macro redshift__type_long_text() -%}varchar(65535){%- endmacro %}
+
+
+{#- Every match of the regular expression `pattern` in `expr` replaced by `replacement` (no
+    back-references). PostgreSQL and DuckDB replace only the first match without the 'g' flag;
+    Redshift replaces all and reads a fourth argument as a position. -#}
+{% macro regex_replace_all(expr, pattern, replacement) -%}
+    {{ return(adapter.dispatch('regex_replace_all', 'shopper_segments')(expr, pattern, replacement)) }}
+{%- endmacro %}
+
+{% macro default__regex_replace_all(expr, pattern, replacement) -%}
+    regexp_replace({{ expr }}, '{{ pattern }}', '{{ replacement }}', 'g')
+{%- endmacro %}
+
+{% macro redshift__regex_replace_all(expr, pattern, replacement) -%}
+    regexp_replace({{ expr }}, '{{ pattern }}', '{{ replacement }}')
+{%- endmacro %}

@@ -91,8 +91,23 @@
 {%- endmacro %}
 
 
+{#- A well-formed event time (matched by its pattern, a real day) that the data can hold: not before
+    the `event_time_floor` var (the dataset's start) and not after the file's landing time plus
+    `event_time_max_days_after_load` days. An impossible time (`9999-12-31`, a clock years ahead) would
+    otherwise become the end of the data and move the retention horizon past every real event.
+    Compared as text: the pattern fixes the layout, so text order is time order. -#}
+{% macro is_plausible_event_time(event_time_text, loaded_at) -%}
+    (
+        substring({{ event_time_text }}, 1, 19) >= '{{ var("event_time_floor") }}'
+        and substring({{ event_time_text }}, 1, 19) <= cast(
+            {{ dbt.dateadd('day', var('event_time_max_days_after_load'), loaded_at) }} as {{ dbt.type_string() }}
+        )
+    )
+{%- endmacro %}
+
+
 {#- The name of the first rule a parsed line breaks, or NULL when it is a valid event.
-    Expects the text columns produced by base_event_lines: line, field_count, event_time_text, ...
+    Expects the text columns produced by base_event_lines: line, loaded_at, field_count, event_time_text, ...
     Almost every line is valid: one match of the whole line against event_line_pattern() settles
     those, and the rules are checked one by one only for the others (a single regular expression
     costs a tenth of the field-by-field checks). Both paths are built from event_field_patterns(),
@@ -106,6 +121,7 @@
             when event_time_text = '' then 'missing_event_time'
             when not {{ regex_full_match('event_time_text', p.event_time) }} then 'invalid_event_time'
             when not {{ is_real_day('event_time_text') }} then 'invalid_event_time'
+            when not {{ is_plausible_event_time('event_time_text', 'loaded_at') }} then 'implausible_event_time'
             when not {{ regex_full_match('event_type', p.event_type) }} then 'invalid_event_type'
             when not {{ regex_full_match('product_id_text', p.product_id) }} then 'invalid_product_id'
             when not {{ fits_in_bigint('product_id_text') }} then 'invalid_product_id'
@@ -133,6 +149,7 @@
                 case
                     when
                         {{ is_real_day('event_time_text') }}
+                        and {{ is_plausible_event_time('event_time_text', 'loaded_at') }}
                         and {{ fits_in_bigint('product_id_text') }}
                         and {{ fits_in_bigint('category_id_text') }}
                         and {{ fits_in_bigint('user_id_text') }}
@@ -147,7 +164,8 @@
 {#- The reject reasons event_reject_reason() can return, for tests and documentation. -#}
 {% macro event_reject_reasons() -%}
     {{ return([
-        'empty_line', 'wrong_field_count', 'missing_event_time', 'invalid_event_time', 'invalid_event_type',
+        'empty_line', 'wrong_field_count', 'missing_event_time', 'invalid_event_time', 'implausible_event_time',
+        'invalid_event_type',
         'invalid_product_id', 'invalid_category_id', 'invalid_category_code', 'invalid_brand',
         'missing_price', 'negative_price', 'invalid_price', 'missing_user_id', 'invalid_user_id',
         'missing_user_session', 'invalid_user_session'

@@ -1,5 +1,5 @@
 {#- The load audit: one row per landed file, and how its lines were split between clean events,
-    rejected rows and removed duplicates. Written after stg_events and stg_events_rejected, it also
+    rejected rows, removed duplicates, erased lines and events already past the retention window. Written after stg_events and stg_events_rejected, it also
     marks the files they have processed (see pending_load_ids). -#}
 {{ config(
     materialized='incremental',
@@ -16,23 +16,38 @@ with files as (
     {% endif %}
 ),
 
-erased_ids as (
-    {{ erased_user_ids_as('user_id_text') }}
+classified_lines as (
+    select
+        lines.load_id,
+        lines.reject_reason,
+        lines.event_time_text,
+        -- A valid line's user field is already checked: no need to parse the line again.
+        case
+            when lines.reject_reason is null
+                then {{ canonical_user_id('lines.user_id_text') }} in ({{ erased_user_ids_as('user_id_text') }})
+            else {{ is_line_of_erased_shopper('lines.line') }}
+        end as is_erased
+    from {{ ref('base_event_lines') }} as lines
+    where lines.load_id in (select files.load_id from files)
 ),
 
 stored_lines as (
     select
-        lines.load_id,
+        load_id,
         count(*) as lines_stored,
-        {{ count_where('erased_ids.user_id is not null') }} as erased_lines,
-        {{ count_where('lines.reject_reason is null and erased_ids.user_id is null') }} as valid_lines,
-        -- The text form sorts like the time: cast only the two extremes.
-        min(case when lines.reject_reason is null then lines.event_time_text end) as first_event_text,
-        max(case when lines.reject_reason is null then lines.event_time_text end) as last_event_text
-    from {{ ref('base_event_lines') }} as lines
-    left join erased_ids on lines.user_id_text = erased_ids.user_id
-    where lines.load_id in (select files.load_id from files)
-    group by lines.load_id
+        {{ count_where('is_erased') }} as erased_lines,
+        {{ count_where('reject_reason is null and not is_erased') }} as valid_lines,
+        -- Valid events already outside the retention window when the file arrived: stg_events purged
+        -- them at once. The text form sorts like the time (the pattern fixes its layout).
+        {{ count_where(
+            "reject_reason is null and not is_erased and substring(event_time_text, 1, 19) < cast("
+            ~ retention_cutoff() ~ " as " ~ dbt.type_string() ~ ")"
+        ) }} as expired_lines,
+        -- Cast only the two extremes.
+        min(case when reject_reason is null then event_time_text end) as first_event_text,
+        max(case when reject_reason is null then event_time_text end) as last_event_text
+    from classified_lines
+    group by load_id
 ),
 
 accepted as (
@@ -73,11 +88,13 @@ select
     {%- endfor %}
     {{ safe_divide('coalesce(rejected.rows_rejected, 0)', 'stored_lines.lines_stored') }} as rejection_rate,
     cast(coalesce(stored_lines.erased_lines, 0) as {{ dbt.type_bigint() }}) as rows_erased,
+    cast(coalesce(stored_lines.expired_lines, 0) as {{ dbt.type_bigint() }}) as rows_expired,
     cast(substring(stored_lines.first_event_text, 1, 19) as {{ dbt.type_timestamp() }}) as first_event_at,
     cast(substring(stored_lines.last_event_text, 1, 19) as {{ dbt.type_timestamp() }}) as last_event_at,
-    -- Valid lines that were not kept are exact duplicates of an event already kept.
+    -- Valid lines neither kept nor expired are exact duplicates of an event already kept.
     cast(
-        coalesce(stored_lines.valid_lines, 0) - coalesce(accepted.rows_accepted, 0) as {{ dbt.type_bigint() }}
+        coalesce(stored_lines.valid_lines, 0) - coalesce(stored_lines.expired_lines, 0)
+        - coalesce(accepted.rows_accepted, 0) as {{ dbt.type_bigint() }}
     ) as rows_duplicate,
     files.loaded_at
 from files

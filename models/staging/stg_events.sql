@@ -7,7 +7,7 @@
     incremental_strategy='append',
     on_schema_change='fail',
     pre_hook=["{{ require_pseudonymisation_key() }}", "{{ purge_erased_users() }}"],
-    post_hook="{{ purge_expired('event_time', events=this) }}"
+    post_hook="{{ guarded_purge_expired('event_time', events=this) }}"
 ) }}
 
 with valid_lines as (
@@ -23,14 +23,14 @@ with valid_lines as (
         nullif(brand_text, '') as brand,
         -- A zero price means "price not recorded" (REES46 has such views): NULL, see docs/data_quality.md.
         nullif(cast(price_text as {{ type_money() }}), 0) as price,
-        {{ shopper_id('user_id_text') }} as user_id,
+        {{ shopper_id(canonical_user_id('user_id_text')) }} as user_id,
         {{ session_id('user_session') }} as user_session
     from {{ ref('base_event_lines') }}
     where
         reject_reason is null
         and load_id in ({{ pending_load_ids() }})
-        -- Shoppers who asked to be erased never enter (docs/gdpr.md).
-        and user_id_text not in ({{ erased_user_ids_as('user_id_text') }})
+        -- Shoppers who asked to be erased never enter (docs/gdpr.md), however their id is written.
+        and {{ canonical_user_id('user_id_text') }} not in ({{ erased_user_ids_as('user_id_text') }})
 ),
 
 numbered_copies as (

@@ -1,5 +1,5 @@
 {#- Every landed line that breaks a rule, with the name of the first rule it breaks.
-    Privacy (docs/gdpr.md): erased shoppers' lines are filtered out and purged; with
+    Privacy (docs/gdpr.md): erased shoppers' lines, malformed ones included, are filtered out and purged; with
     `pseudonymise_user_ids` the line's text and user field are not copied here (the raw layer keeps
     them, under restricted access, found by load_id and line_number). Retention: stg_event_loads
     purges the rejected lines of files whose events have all expired. -#}
@@ -7,7 +7,7 @@
     materialized='incremental',
     incremental_strategy='append',
     on_schema_change='fail',
-    pre_hook="{{ purge_erased_users('user_field') }}"
+    pre_hook="{{ purge_erased_lines('raw_line') }}"
 ) }}
 
 select
@@ -27,7 +27,8 @@ from {{ ref('base_event_lines') }} as lines
 where
     reject_reason is not null
     and load_id in ({{ pending_load_ids() }})
-    and coalesce(user_id_text, '') not in ({{ erased_user_ids_as('user_id_text') }})
+    -- Malformed lines of erased shoppers too (is_line_of_erased_shopper, docs/gdpr.md).
+    and not {{ is_line_of_erased_shopper('line') }}
     {% if is_incremental() %}
         and not exists (
             select 1

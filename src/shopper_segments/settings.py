@@ -11,6 +11,8 @@ from pathlib import Path
 
 DEFAULT_DUCKDB_PATH = "warehouse/shopper_segments.duckdb"
 DEFAULT_EVENTS = "data/events/demo"
+# The privacy schema's file sits beside the warehouse: `x.duckdb` -> `x.privacy.duckdb` (the profile says the same).
+PRIVACY_FILE_SUFFIX = ".privacy.duckdb"
 DEFAULT_RAW_SCHEMA = "raw"
 
 
@@ -37,6 +39,16 @@ def _in_project(path: str | os.PathLike[str]) -> Path:
 def duckdb_path() -> Path:
     """The warehouse file used by the `duckdb` target."""
     return _in_project(os.environ.get("SEGMENTS_DUCKDB_PATH", DEFAULT_DUCKDB_PATH))
+
+
+def privacy_duckdb_path() -> Path:
+    """The privacy schema's own DuckDB file (key, suppression list, settings; docs/gdpr.md):
+    $SEGMENTS_PRIVACY_DUCKDB_PATH, else beside the warehouse (`x.duckdb` -> `x.privacy.duckdb`)."""
+    configured = os.environ.get("SEGMENTS_PRIVACY_DUCKDB_PATH")
+    if configured:
+        return _in_project(configured)
+    warehouse = str(duckdb_path())
+    return Path(warehouse.replace(".duckdb", "", 1) + PRIVACY_FILE_SUFFIX)
 
 
 def duckdb_memory_limit() -> str:

@@ -178,7 +178,7 @@ def test_segments_fit_writes_the_model_the_python_model_writes(request, pair):
 def test_the_bi_role_can_read_the_marts_only(pg_real):
     readable = dict(pg_real.server.query(pg_real.database, """
         select table_name, has_table_privilege('bi_reader', table_schema || '.' || table_name, 'select')
-        from information_schema.tables where table_schema = 'analytics'
+        from information_schema.tables where table_schema in ('analytics', 'analytics_private')
     """))
     granted = {name for name, allowed in readable.items() if allowed}
     assert {"user_segments", "segment_profiles", "segment_labels", "segment_model_metrics"} <= granted
@@ -255,3 +255,34 @@ def test_running_again_changes_nothing_and_retraining_adds_a_version(pg_real):
     )
     assert set(current.model_version) == {2} and set(current.segment_id) == {1, 2, 3, 4, 5}
     assert pg_real.scalar("select count(*) from analytics.segment_profiles") == 5
+
+
+def test_erasure_reaches_every_line_kind_on_postgres(postgres, tmp_path):
+    """The erasure rules (canonical id, malformed lines, landed lines) run unchanged on PostgreSQL."""
+    warehouse = PostgresWarehouse(postgres, "erasure", tmp_path / "wh")
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    head = OCTOBER_HEAD.read_text().splitlines()[:400]
+    erased = int(head[1].split(",")[7])
+    (lake / "head.csv").write_text("\n".join(head) + "\n")
+    (lake / "malformed.csv").write_text(
+        f"2019-10-01 00:00:00 UTC,view,1,2,,,1.00, {erased},s-malformed\n"
+        f"2019-10-01 00:00:01 UTC,view,1,2,,,1.00,{erased}\n"
+    )
+    staging = ("dbt", "--", "build", "--select", "+stg_event_loads")  # staging only: no fit needed
+    warehouse.segments("load", "--events", str(lake))
+    warehouse.segments(*staging)
+    mentions = f"""select count(*) from raw.event_lines
+                   where line ~ '(^|[^0-9])0*{erased}([^0-9]|$)'"""
+    assert warehouse.scalar(mentions) >= 3
+    assert warehouse.scalar("select count(*) from analytics.stg_events_rejected "
+                            f"where raw_line like '%{erased}%'") == 2
+    warehouse.segments("erase", "--request-id", "DSR-PG-1", "--user-id", str(erased))
+    (lake / "late.csv").write_text(f"2019-10-01 00:05:00 UTC,cart,7,8,,,2.50,0{erased},s-late\n")
+    warehouse.segments("load", "--events", str(lake))
+    warehouse.segments(*staging)
+    assert warehouse.scalar(mentions) == 0
+    assert warehouse.scalar(f"select count(*) from analytics.stg_events where user_id = {erased}") == 0
+    assert warehouse.scalar("select count(*) from analytics.stg_events_rejected "
+                            f"where raw_line like '%{erased}%'") == 0
+    assert warehouse.scalar("select rows_erased from analytics.stg_event_loads where file_name = 'late.csv'") == 1

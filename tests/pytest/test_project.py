@@ -35,5 +35,7 @@ def test_profile_and_cli_agree_on_the_default_warehouse_file():
     profile = (PROJECT / "profiles" / "profiles.yml").read_text()
     default = re.search(r"env_var\('SEGMENTS_DUCKDB_PATH', '([^']+)'\)", profile).group(1)
     assert default == settings.DEFAULT_DUCKDB_PATH
+    # The privacy file beside the warehouse: the profile derives it as settings.privacy_duckdb_path() does.
+    assert f"| replace('.duckdb', '', 1)) ~ '{settings.PRIVACY_FILE_SUFFIX}'" in profile
     raw = (PROJECT / "models" / "staging" / "_staging.yml").read_text()
     assert f"env_var('SEGMENTS_RAW_SCHEMA', '{settings.DEFAULT_RAW_SCHEMA}')" in raw
