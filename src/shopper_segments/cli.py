@@ -391,11 +391,11 @@ def explain_operational_error(error: BaseException) -> str | None:
                 "temporary folder: free some space (or move SEGMENTS_DUCKDB_PATH), then run again; the "
                 "interrupted step was rolled back.")
     denied = (isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EPERM, errno.EROFS)) or any(
-        marker in text for marker in ("Permission denied", "Read-only file system"))
+        marker in text for marker in ("Permission denied", "Read-only file system", "Operation not permitted"))
     if denied:
         name = getattr(error, "filename", None) or where
-        return (f"Permission denied writing or reading {name}: make its folder writable by this user, or set "
-                "SEGMENTS_DUCKDB_PATH to a writable place.")
+        return (f"Permission denied on {name} (a read-only folder, or one this user may not write): make it "
+                "writable by this user, or set SEGMENTS_DUCKDB_PATH to a writable place.")
     if isinstance(error, (duckdb.ParserException, duckdb.CatalogException, duckdb.BinderException)):
         return f"The query failed: {text.splitlines()[0]}. Check the SQL (table names: README, 'What you get')."
     return None
