@@ -34,9 +34,16 @@
 {%- endmacro %}
 
 
-{#- Field `position` (1-based) of a raw comma-separated line. REES46 never quotes fields. -#}
+{#- Field `position` (1-based) of a raw comma-separated line. Most lines hold no double quote and are
+    split on commas (the fast path). A line holding one that is a well-formed RFC 4180 line (fields
+    quoted or not, "" for a quote inside a quoted field) is split quote-aware, its fields unquoted;
+    any other line with a quote is split on commas, as before. -#}
 {% macro raw_field(line, position) -%}
-    {{ return(adapter.dispatch('raw_field', 'shopper_segments')(line, position)) }}
+    case
+        when {{ is_quoted_csv_line(line) }}
+            then {{ csv_unquote(quoted_csv_field(line, position)) }}
+        else {{ adapter.dispatch('raw_field', 'shopper_segments')(line, position) }}
+    end
 {%- endmacro %}
 
 {% macro default__raw_field(line, position) -%}
@@ -50,9 +57,83 @@
 {%- endmacro %}
 
 
-{#- Number of comma-separated fields in a line. -#}
+{#- Number of comma-separated fields in a line; in a quoted line, commas inside quotes do not count. -#}
 {% macro field_count(line) -%}
-    (length({{ line }}) - length(replace({{ line }}, ',', '')) + 1)
+    case
+        when {{ is_quoted_csv_line(line) }}
+            then {{ comma_count(regexp_remove_all(line, csv_quoted_field_pattern())) }} + 1
+        else {{ comma_count(line) }} + 1
+    end
+{%- endmacro %}
+
+{% macro comma_count(text) -%}
+    (length({{ text }}) - length(replace({{ text }}, ',', '')))
+{%- endmacro %}
+
+
+{#- RFC 4180: a quoted field ("" is a quote inside it), and any field (quoted, or unquoted without
+    commas or quotes). Capturing groups only, so POSIX engines (Redshift's ~) accept them. -#}
+{% macro csv_quoted_field_pattern() -%}"([^"]|"")*"{%- endmacro %}
+{% macro csv_field_pattern() -%}("([^"]|"")*"|[^,"]*){%- endmacro %}
+
+
+{#- A line to split quote-aware: it holds a double quote (a cheap test that settles most lines) and
+    is a well-formed RFC 4180 line. CASE, not AND, so the regular expression runs on quoted lines only. -#}
+{% macro is_quoted_csv_line(line) -%}
+    (
+        case
+            when position('"' in {{ line }}) = 0 then 0
+            when {{ regex_full_match(line, csv_field_pattern() ~ '(,' ~ csv_field_pattern() ~ ')*') }} then 1
+            else 0
+        end = 1
+    )
+{%- endmacro %}
+
+
+{#- Field `position` of a well-formed RFC 4180 line, quotes still on: the field after position - 1
+    fields and their commas. -#}
+{% macro quoted_csv_field(line, position) -%}
+    {%- set field = '(?:"(?:[^"]|"")*"|[^,"]*)' -%}
+    {{ return(adapter.dispatch('quoted_csv_field', 'shopper_segments')(
+        line, '^(?:' ~ field ~ ',){' ~ (position - 1) ~ '}(' ~ field ~ ')(?:,|$)')) }}
+{%- endmacro %}
+
+{% macro default__quoted_csv_field(line, pattern) -%}
+    substring({{ line }} from '{{ pattern }}')
+{%- endmacro %}
+
+{% macro duckdb__quoted_csv_field(line, pattern) -%}
+    regexp_extract({{ line }}, '{{ pattern }}', 1)
+{%- endmacro %}
+
+{#- 'p': Perl-compatible syntax, for the non-capturing groups; 'e': return the capturing group. -#}
+{% macro redshift__quoted_csv_field(line, pattern) -%}
+    regexp_substr({{ line }}, '{{ pattern }}', 1, 1, 'pe')
+{%- endmacro %}
+
+
+{#- A CSV field without its quotes: "a""b" is a"b; an unquoted field is kept as it is. -#}
+{% macro csv_unquote(field) -%}
+    case
+        when left({{ field }}, 1) = '"'
+            then replace(substring({{ field }}, 2, length({{ field }}) - 2), '""', '"')
+        else {{ field }}
+    end
+{%- endmacro %}
+
+
+{#- `text` with every match of `pattern` removed. -#}
+{% macro regexp_remove_all(text, pattern) -%}
+    {{ return(adapter.dispatch('regexp_remove_all', 'shopper_segments')(text, pattern)) }}
+{%- endmacro %}
+
+{% macro default__regexp_remove_all(text, pattern) -%}
+    regexp_replace({{ text }}, '{{ pattern }}', '', 'g')
+{%- endmacro %}
+
+{#- Redshift's REGEXP_REPLACE replaces every match; its fourth argument is a position. -#}
+{% macro redshift__regexp_remove_all(text, pattern) -%}
+    regexp_replace({{ text }}, '{{ pattern }}', '')
 {%- endmacro %}
 
 
@@ -138,6 +219,8 @@
             when not {{ fits_in_bigint('user_id_text') }} then 'invalid_user_id'
             when user_session = '' then 'missing_user_session'
             when not {{ regex_full_match('user_session', p.user_session) }} then 'invalid_user_session'
+            -- A quoted line never matches the unquoted line pattern: every rule above has checked it.
+            when {{ is_quoted_csv_line('line') }} then null
             -- Unreachable while the two paths agree: a loud value rather than a silently dropped line.
             else 'unclassified'
         end

@@ -1,10 +1,12 @@
 {#- The load audit: one row per landed file, and how its lines were split between clean events,
-    rejected rows, removed duplicates, erased lines and events already past the retention window. Written after stg_events and stg_events_rejected, it also
-    marks the files they have processed (see pending_load_ids). -#}
+    rejected rows, removed duplicates, erased lines and events already past the retention window.
+    Written after stg_events and stg_events_rejected, it also marks the files they have processed
+    (see pending_load_ids). Quarantined files (no line stored) have their row too, with the loader's
+    reason. New columns are appended to an existing audit. -#}
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
-    on_schema_change='fail',
+    on_schema_change='append_new_columns',
     post_hook="{{ purge_landing_layer() }}"
 ) }}
 
@@ -75,6 +77,7 @@ select
     files.load_id,
     files.file_name,
     files.status,
+    files.reason as status_reason,
     files.duplicate_of_load_id,
     files.content_sha256,
     files.file_bytes,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -66,8 +67,13 @@ def run_dbt(args: list[str]) -> int:
 FITTED_CONSUMERS = "source:fitted+"
 
 
-def cmd_load(args: argparse.Namespace) -> int:
-    from .loader import EventFileError, load_event_files, open_raw_warehouse
+# Exit code of a run that quarantined at least one event file (the other files are landed and built).
+QUARANTINE_EXIT_CODE = 2
+
+
+def land_files(args: argparse.Namespace):
+    """Land the new event files; returns the LoadResult (quarantined files included)."""
+    from .loader import load_event_files, open_raw_warehouse
 
     target = settings.target()
     location = Path(args.events) if args.events else settings.events_location()
@@ -76,15 +82,27 @@ def cmd_load(args: argparse.Namespace) -> int:
     warehouse = open_raw_warehouse(target, settings.duckdb_path(), settings.raw_schema())
     try:
         result = load_event_files(warehouse, location)
-    except EventFileError as error:
-        print(f"ERROR: event file {error}", file=sys.stderr)
-        print("Nothing from this file was stored; earlier data is intact. Fix or remove the file and run again.",
-              file=sys.stderr)
-        return 2
     finally:
         warehouse.close()
     print(result.summary())
-    return 0
+    return result
+
+
+def report_quarantine(result) -> int:
+    """The summary of the quarantined files on stderr; the exit code they call for."""
+    if not result.quarantined:
+        return 0
+    print(f"ERROR: {len(result.quarantined)} event file(s) quarantined, nothing of them stored "
+          "(the other files were processed; see raw.event_files / stg_event_loads):", file=sys.stderr)
+    for name, reason in result.quarantined:
+        print(f"  event file {name}: {reason}", file=sys.stderr)
+    print("Fix or replace these files and run again: a file whose content changed is retried "
+          "(docs/data_quality.md).", file=sys.stderr)
+    return QUARANTINE_EXIT_CODE
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    return report_quarantine(land_files(args))
 
 
 def _dbt_vars(dbt_args: list[str]) -> dict:
@@ -211,12 +229,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if rotate and "--full-refresh" not in dbt_args:
         # Every pseudonym changes: every layer is rebuilt under the new key (docs/gdpr.md).
         dbt_args = [*dbt_args, "--full-refresh"]
+    landing = None
     if target == "redshift":
         print("On Redshift, event files are landed by COPY from S3 (docs/deployment.md): no `segments load`.")
     else:
-        status = cmd_load(args)
-        if status:
-            return status
+        landing = land_files(args)  # quarantined files do not stop the others from being built
     if target == "duckdb":
         retrain = ["--vars", "{retrain: true}"] if args.retrain else []
         status = run_dbt(["build", *retrain, *dbt_args])
@@ -229,6 +246,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             status = fit_outside_dbt(args.retrain, _dbt_vars(dbt_args))
         if status == 0:
             status = run_dbt(["build", "--select", FITTED_CONSUMERS, *dbt_args])
+    if landing is not None:
+        # Named whatever dbt did: a quarantined file needs a person even when the build failed too.
+        status = report_quarantine(landing) or status
     where = settings.duckdb_path() if target == "duckdb" else f"target {target}"
     print(f"Main job finished in {time.perf_counter() - started:.0f} s with exit code {status}; warehouse: {where}")
     return status
@@ -256,6 +276,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_query(args: argparse.Namespace) -> int:
     import duckdb
 
+    if not settings.duckdb_path().exists():
+        raise OperationalError(f"There is no warehouse at {settings.duckdb_path()}: run `segments run` first, "
+                               "or set SEGMENTS_DUCKDB_PATH to an existing warehouse file.")
     with duckdb.connect(str(settings.duckdb_path()), read_only=True) as con:
         frame = con.sql(args.sql).df()
     shown = frame if args.all else frame.head(50)
@@ -358,9 +381,73 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class OperationalError(Exception):
+    """An expected failure of the machine or of the setup: its message is the one sentence the user sees."""
+
+
+# Commands that write the DuckDB warehouse, some through a dbt subprocess: its lock is checked first, so
+# that a second run gets one clear sentence rather than dbt's failure.
+WAREHOUSE_WRITERS = {"load", "run", "demo", "fit", "erase"}
+
+
+def _check_warehouse_is_free() -> None:
+    """Open the DuckDB warehouse for writing once (DuckDB's lock says whether another process holds it)."""
+    import duckdb
+
+    path = settings.duckdb_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    duckdb.connect(str(path)).close()
+
+
+def explain_operational_error(error: BaseException) -> str | None:
+    """One sentence naming the cause and what to do, for a failure the user can act on; None for a bug."""
+    import errno
+
+    import duckdb
+
+    text = str(error)
+    where = settings.duckdb_path()
+    if isinstance(error, OperationalError):
+        return text
+    from .loader import NoEventFilesError
+
+    if isinstance(error, NoEventFilesError):
+        return text
+    pid = re.search(r"\(PID (\d+)\)", text)
+    if "Could not set lock" in text:
+        holder = f" (process {pid.group(1)})" if pid else ""
+        return (f"The warehouse {where} is in use by another process{holder}, such as another `segments run`: "
+                "wait for it to finish, then run the command again.")
+    full = (isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EFBIG)) or any(
+        marker in text for marker in ("No space left on device", "File too large"))
+    if full:
+        return (f"The disk is full (or a file-size limit was reached) while writing to {where.parent} or the "
+                "temporary folder: free some space (or move SEGMENTS_DUCKDB_PATH), then run again; the "
+                "interrupted step was rolled back.")
+    denied = (isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EPERM, errno.EROFS)) or any(
+        marker in text for marker in ("Permission denied", "Read-only file system", "Operation not permitted"))
+    if denied:
+        name = getattr(error, "filename", None) or where
+        return (f"Permission denied on {name} (a read-only folder, or one this user may not write): make it "
+                "writable by this user, or set SEGMENTS_DUCKDB_PATH to a writable place.")
+    if isinstance(error, (duckdb.ParserException, duckdb.CatalogException, duckdb.BinderException)):
+        return f"The query failed: {text.splitlines()[0]}. Check the SQL (table names: README, 'What you get')."
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Expected operational failures end with one sentence on stderr and exit 1, no traceback."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        if args.command in WAREHOUSE_WRITERS and settings.target() == "duckdb":
+            _check_warehouse_is_free()
+        return args.func(args)
+    except Exception as error:  # noqa: BLE001 - sorted below: expected conditions get a sentence, bugs a traceback
+        message = explain_operational_error(error)
+        if message is None:
+            raise
+        print(f"ERROR: {message}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,14 +1,15 @@
-"""The loader on a real DuckDB file: good files land once, broken files stop with a clear message."""
+"""The loader on a real DuckDB file: good files land once, broken files are quarantined with a clear reason."""
 
 from __future__ import annotations
 
 import gzip
+import itertools
 import re
 import shutil
 
 import pytest
 
-from shopper_segments.loader import DuckDBWarehouse, EventFileError, EXPECTED_HEADER, load_event_files
+from shopper_segments.loader import DuckDBWarehouse, EXPECTED_HEADER, load_event_files
 from conftest import NOVEMBER_HEAD, OCTOBER_HEAD
 
 
@@ -75,15 +76,21 @@ def test_loading_is_idempotent_and_same_content_is_not_stored_twice(warehouse, t
     assert (files, lines) == (before[0] + 1, before[1])
 
 
-def test_a_changed_file_under_a_known_name_stops_the_run(warehouse, tmp_path):
+def test_a_changed_file_under_a_known_name_is_quarantined_until_it_is_put_back(warehouse, tmp_path):
     original = tmp_path / "day.csv"
     original.write_text(NOVEMBER_HEAD.read_text())
     load_event_files(warehouse, original, log=quiet)
-    before = stored(warehouse)
+    lines_before = stored(warehouse)[1]
     original.write_text(NOVEMBER_HEAD.read_text().replace("view", "cart", 1))
-    with pytest.raises(EventFileError, match=r"day\.csv: already loaded \(load 1\) with different content"):
-        load_event_files(warehouse, original, log=quiet)
-    assert stored(warehouse) == before
+    result = load_event_files(warehouse, original, log=quiet)
+    assert result.loaded == [] and len(result.quarantined) == 1
+    assert re.match(r"already loaded \(load 1\) with different content", result.quarantined[0][1])
+    assert stored(warehouse) == (2, lines_before)  # recorded, nothing of it stored
+    again = load_event_files(warehouse, original, log=quiet)
+    assert again.quarantined[0][1].startswith("still quarantined, content unchanged since load 2: already loaded")
+    assert stored(warehouse) == (2, lines_before)  # not recorded twice
+    original.write_text(NOVEMBER_HEAD.read_text())  # the original content is back
+    assert load_event_files(warehouse, original, log=quiet).skipped == ["day.csv"]
 
 
 GOOD_LINE = "2019-10-01 00:00:00 UTC,view,44600062,2103807459595387724,,shiseido,35.79,541312140,72d76fde-8bb3-4e00-8c23"
@@ -101,30 +108,41 @@ GOOD_LINE = "2019-10-01 00:00:00 UTC,view,44600062,2103807459595387724,,shiseido
          "not UTF-8 text (first bad byte on line 2)"),
         ("orders.csv", b"order_id,customer,amount\n1,bob,3.5\n", "unexpected header 'order_id,customer,amount'"),
         ("semicolons.csv", b"2019-10-01 00:00:00 UTC;view;1;2;;;1.0;5;s\n" * 3,
-         "no line has the 9 REES46 fields (lines have 1 fields)"),
+         "fields are separated by semicolons (';'), not commas"),
+        ("tabs.csv", (EXPECTED_HEADER.replace(",", "\t") + "\n" + GOOD_LINE.replace(",", "\t") + "\n").encode(),
+         "fields are separated by tabs ('\\t'), not commas"),
+        ("pipes.csv", ('"' + EXPECTED_HEADER.replace(",", '"|"') + '"\n' + GOOD_LINE.replace(",", "|") + "\n").encode(),
+         "fields are separated by pipes ('|'), not commas"),
+        ("commas_nowhere.csv", b"2019-10-01 00:00:00 UTC view 1 2\n" * 3, "no line has the 9 REES46 fields"),
+        ("huge_line.csv", (EXPECTED_HEADER + "\n" + GOOD_LINE + "\n" + "x" * 10_000_000 + "\n").encode(),
+         "line 3 is 10,000,000 bytes long, over DuckDB's line-length cap of 2,000,000 bytes (max_line_size)"),
         ("binary.csv", (EXPECTED_HEADER + "\n" + GOOD_LINE + "\n" + GOOD_LINE + "\x1f\x00\n").encode(),
          "binary data: the control character 0x1F on line 3"),
     ],
 )
-def test_a_broken_file_stops_with_its_name_and_problem_and_keeps_earlier_data(warehouse, tmp_path, name, content,
-                                                                              message):
+def test_a_broken_file_is_quarantined_with_its_problem_and_the_others_land(warehouse, tmp_path, name, content,
+                                                                             message):
     lake = tmp_path / "lake"
     lake.mkdir()
-    shutil.copy(OCTOBER_HEAD, lake / "2019-10-01.csv")
-    (lake / name).write_bytes(content)  # sorts after the good file
-    with pytest.raises(EventFileError) as error:
-        load_event_files(warehouse, lake, log=quiet)
-    assert str(error.value).startswith(f"{name}: ")
-    assert message in str(error.value)
-    # The good file landed before is intact; nothing of the broken file was stored.
-    assert warehouse.con.execute("select file_name from raw.event_files").fetchall() == [("2019-10-01.csv",)]
-    assert stored(warehouse)[1] == len(OCTOBER_HEAD.read_text().split("\n")) - 1
-
-    # Once the file is removed, the next run continues normally.
-    (lake / name).unlink()
-    shutil.copy(NOVEMBER_HEAD, lake / "2019-11-01.csv")
+    shutil.copy(OCTOBER_HEAD, lake / "0-first.csv")  # sorts before the broken file
+    (lake / name).write_bytes(content)
+    shutil.copy(NOVEMBER_HEAD, lake / "~last.csv")  # and after it
     result = load_event_files(warehouse, lake, log=quiet)
-    assert [n for n, _ in result.loaded] == ["2019-11-01.csv"] and result.skipped == ["2019-10-01.csv"]
+    assert [n for n, _ in result.loaded] == ["0-first.csv", "~last.csv"]
+    assert [n for n, _ in result.quarantined] == [name] and message in result.quarantined[0][1]
+    # Recorded with its reason; nothing of the broken file was stored.
+    files = warehouse.con.execute("select file_name, status, line_count, reason from raw.event_files "
+                                  "where status = 'quarantined'").fetchall()
+    assert files == [(name, "quarantined", 0, result.quarantined[0][1])]
+    lines_of_good_files = len(OCTOBER_HEAD.read_text().split("\n")) - 1 + len(NOVEMBER_HEAD.read_text().split("\n"))
+    assert stored(warehouse) == (3, lines_of_good_files)
+
+    # Unchanged, it stays quarantined (said again, not recorded again); replaced by a good file, it lands.
+    assert load_event_files(warehouse, lake, log=quiet).quarantined[0][1].startswith("still quarantined")
+    assert stored(warehouse)[0] == 3
+    (lake / name).write_bytes(gzip.compress(GOOD_LINE.encode()) if name.endswith(".gz") else GOOD_LINE.encode())
+    result = load_event_files(warehouse, lake, log=quiet)
+    assert result.loaded == [(name, 1)] and result.quarantined == []
 
 
 def test_the_command_reports_a_broken_file_and_exits_non_zero(tmp_path):
@@ -135,5 +153,94 @@ def test_the_command_reports_a_broken_file_and_exits_non_zero(tmp_path):
     bad.write_text("order_id,customer\n1,bob\n")
     result = wh.segments("load", "--events", str(bad), check=False)
     assert result.returncode == 2
-    assert re.search(r"ERROR: event file bad\.csv: unexpected header", result.stderr)
-    assert "earlier data is intact" in result.stderr
+    assert "ERROR: 1 event file(s) quarantined" in result.stderr
+    assert re.search(r"event file bad\.csv: unexpected header", result.stderr)
+    assert "Traceback" not in result.stderr
+
+
+def test_an_order_of_good_and_broken_files_never_changes_what_lands(tmp_path):
+    """A good, a broken and a changed-name file in every arrival order: the good ones always land."""
+    good = {"good-a.csv": GOOD_LINE + "\n", "good-b.csv": GOOD_LINE.replace("view", "cart") + "\n"}
+    broken = {"broken.csv": "order_id,amount\n1,2\n"}
+    for order, names in enumerate(itertools.permutations([*good, *broken])):
+        lake = tmp_path / f"lake{order}"
+        lake.mkdir()
+        for rank, name in enumerate(names):  # the rank prefix sets the order the folder is read in
+            (lake / f"{rank}-{name}").write_text({**good, **broken}[name])
+        wh = DuckDBWarehouse(tmp_path / f"wh{order}.duckdb")
+        try:
+            result = load_event_files(wh, lake, log=quiet)
+            assert sorted(n.split("-", 1)[1] for n, _ in result.loaded) == sorted(good), names
+            assert [n.split("-", 1)[1] for n, _ in result.quarantined] == ["broken.csv"], names
+            assert stored(wh) == (3, 2)
+        finally:
+            wh.close()
+
+
+def test_file_names_are_literal_never_glob_patterns(warehouse, tmp_path):
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    contents = {  # each file holds one event of its own user id
+        "ev1.csv": 1, "ev[1].csv": 2, "q1.csv": 3, "q?.csv": 4, "star*.csv": 5, "starX.csv": 6,
+    }
+    for name, user in contents.items():
+        (lake / name).write_text(GOOD_LINE.replace("541312140", str(user)) + "\n")
+    result = load_event_files(warehouse, lake, log=quiet)
+    assert sorted(n for n, _ in result.loaded) == sorted(contents)
+    landed = dict(warehouse.con.execute(
+        "select f.file_name, split_part(l.line, ',', 8) from raw.event_lines l join raw.event_files f using (load_id)"
+    ).fetchall())
+    assert landed == {name: str(user) for name, user in contents.items()}
+
+    # A path that exists is taken literally, even when it reads as a pattern.
+    other = DuckDBWarehouse(tmp_path / "other.duckdb")
+    try:
+        single = load_event_files(other, lake / "q?.csv", log=quiet)
+        assert single.loaded == [("q?.csv", 1)]
+        assert other.con.execute("select line from raw.event_lines").fetchall()[0][0].split(",")[7] == "4"
+        # Only a location that does not exist is a glob.
+        globbed = load_event_files(other, lake / "ev*.csv", log=quiet)
+        assert sorted(n for n, _ in globbed.loaded) == ["ev1.csv", "ev[1].csv"]
+    finally:
+        other.close()
+
+
+def test_a_folder_matches_suffixes_in_any_case_and_says_what_it_skips(warehouse, tmp_path):
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    (lake / "UPPER.CSV").write_text(GOOD_LINE + "\n")
+    (lake / "mixed.Csv.GZ").write_bytes(gzip.compress((GOOD_LINE.replace("view", "cart") + "\n").encode()))
+    (lake / "old.csv.bz2").write_bytes(b"BZh9")
+    (lake / "notes.txt").write_text("hello")
+    (lake / "archive").mkdir()
+    (lake / "loop.csv").symlink_to(lake / "loop.csv")
+    (lake / "dangling.csv").symlink_to(lake / "gone.csv")
+    messages = []
+    result = load_event_files(warehouse, lake, log=messages.append)
+    assert sorted(n for n, _ in result.loaded) == ["UPPER.CSV", "mixed.Csv.GZ"]
+    assert dict(result.not_event_files) == {
+        "archive": "a folder: sub-folders are not read (pass it, or a glob such as 'DIR/*/*.csv', to load it)",
+        "dangling.csv": "broken symbolic link (its target does not exist)",
+        "loop.csv": "symbolic link loop",
+        "notes.txt": "not a .csv or .csv.gz file",
+        "old.csv.bz2": "compressed with bzip2, which is not supported: decompress it or recompress it with gzip",
+    }
+    assert all(any(line.startswith(f"  {name}: not read: ") for line in messages) for name in dict(result.not_event_files))
+
+
+def test_mixed_line_ends_and_a_quoted_header_are_accepted_and_lines_stay_as_delivered(warehouse, tmp_path):
+    lines = OCTOBER_HEAD.read_text(encoding="utf-8").split("\n")
+    mixed = tmp_path / "mixed.csv.gz"  # header ends in CRLF, rows in LF, one row in CRLF again
+    mixed.write_bytes(gzip.compress((lines[0] + "\r\n" + lines[1] + "\r\n" + "\n".join(lines[2:])).encode()))
+    quoted_lines = ['"' + line.replace(",", '","') + '"' for line in lines[:3]]
+    quoted = tmp_path / "quoted.csv"
+    quoted.write_text("\n".join(quoted_lines) + "\n")
+    load_event_files(warehouse, mixed, log=quiet)
+    load_event_files(warehouse, quoted, log=quiet)
+    by_file = dict(warehouse.con.execute(
+        "select f.file_name, list(l.line order by l.line_number) from raw.event_lines l "
+        "join raw.event_files f using (load_id) group by 1"
+    ).fetchall())
+    assert by_file["mixed.csv.gz"] == lines[1:]
+    assert by_file["quoted.csv"] == quoted_lines[1:]  # untouched: quotes kept for staging to split
+    assert warehouse.con.execute("select bool_and(has_header) from raw.event_files").fetchall()[0][0]
