@@ -108,10 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--flavour", choices=FLAVOURS, default="multi_category")
+    parser.add_argument("--world", choices=("calibrated", "no_segments"), default="calibrated")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
         generated = generate_events(folder, users=args.users, start="2019-10-01", days=31, seed=args.seed,
-                                    gzip=False, progress=False, flavour=args.flavour)
+                                    gzip=False, progress=False, flavour=args.flavour, world=args.world)
         figures = generated_figures(generated.files)
     targets = TARGETS + (COSMETICS_TARGETS if args.flavour == "cosmetics" else ())
     print("| figure | target | generated | source of the target |\n|---|---|---|---|")

@@ -218,7 +218,7 @@ class _Behaviour:
     remove_after_cart: float = 0.0
     direct_purchase: float = 0.0  # chance a view leads to a purchase without a cart event
     in_market: float = 1.0  # share of users who may cart or buy at all (the others only look)
-    store_mix: bool = False  # categories weighted to the real sample's mix (background shoppers)
+    store_mix: tuple[float, float] = ()  # (electronics, uncoded) weights towards the real sample's mix; see _store_mix
 
 
 # The planted archetypes (rates were tuned so the overall mix lands near REES46's 96% views,
@@ -280,17 +280,29 @@ _BEHAVIOURS["background"] = _Behaviour(
     return_gap_days=3.0, profile="default", gap_seconds=(30.0, 1.0), categories=(1, 4),
     focus=0.6, explore=0.35, band=_ALL, revisit=0.25,
     cart=0.042, purchase_after_cart=0.45, remove_after_cart=0.0, direct_purchase=0.017, in_market=0.45,
-    store_mix=True,
+    store_mix=(0.65, 1.2),
 )
 # The cosmetics store's background shoppers cart much more and take a lot out of the cart again.
 _BEHAVIOURS["background_cosmetics"] = dataclasses.replace(
     _BEHAVIOURS["background"], cart=0.95, purchase_after_cart=0.08, remove_after_cart=0.9, direct_purchase=0.0,
     in_market=1.0,
 )
+# With no archetypes to carry the heavy users, the world with no segments needs busier background
+# shoppers to keep the real file's shape (the same targets, docs/calibration.md).
+_BEHAVIOURS["background_alone"] = dataclasses.replace(
+    _BEHAVIOURS["background"], sessions=(1.6, 1.05, 1, 250), views=(2.5, 1.0, 1, 500), in_market=0.33,
+    cart=0.075, direct_purchase=0.03, store_mix=(0.92, 1.05),
+)
+_BEHAVIOURS["background_alone_cosmetics"] = dataclasses.replace(
+    _BEHAVIOURS["background_cosmetics"], sessions=(1.6, 1.05, 1, 250), views=(2.5, 1.0, 1, 500), store_mix=(0.92, 1.05),
+)
 _BEHAVIOUR_KEYS = tuple(_BEHAVIOURS)
 assert _BEHAVIOUR_KEYS[:len(ARCHETYPES)] == ARCHETYPES
-_BACKGROUND_INDEX = {"multi_category": _BEHAVIOUR_KEYS.index("background"),
-                     "cosmetics": _BEHAVIOUR_KEYS.index("background_cosmetics")}
+_BACKGROUND_INDEX = {  # (world, flavour) -> behaviour number of its background shoppers
+    (world, flavour): _BEHAVIOUR_KEYS.index(
+        "background" + ("_alone" if world == "no_segments" else "") + ("_cosmetics" if flavour == "cosmetics" else ""))
+    for world in ("calibrated", "no_segments") for flavour in ("multi_category", "cosmetics")
+}
 # Behaviour number -> truth label number (both background behaviours are "background").
 _TRUTH_OF_BEHAVIOUR = np.array([TRUTH_LABELS.index(k if k in ARCHETYPES else BACKGROUND) for k in _BEHAVIOUR_KEYS],
                                dtype=np.int8)
@@ -743,12 +755,12 @@ def _segment_sampler(segments: list[np.ndarray], popularity: np.ndarray) -> tupl
     return cumulative, products, np.cumsum(lengths) - 1
 
 
-def _store_mix(spec: _CategorySpec) -> float:
+def _store_mix(spec: _CategorySpec, electronics: float, uncoded: float) -> float:
     """Background shoppers' weight on a category relative to the catalogue's traffic weight, so that
-    their electronics share and their share of brandless products match the real sample
-    (docs/calibration.md): the archetypes lean to electronics, the catalogue to brandless goods."""
+    the world's electronics, uncoded and brandless shares match the real sample (docs/calibration.md):
+    the catalogue leans to brandless goods, and the archetypes (when there are) to electronics."""
     top = spec.code.split(".")[0]
-    return {"electronics": 0.65, "": 1.2}.get(top, 1.0) * (1.0 - 0.85 * spec.unbranded)
+    return {"electronics": electronics, "": uncoded}.get(top, 1.0) * (1.0 - 0.85 * spec.unbranded)
 
 
 def _archetype_category_cdf(specs: tuple[_CategorySpec, ...], weight: np.ndarray) -> np.ndarray:
@@ -762,7 +774,7 @@ def _archetype_category_cdf(specs: tuple[_CategorySpec, ...], weight: np.ndarray
             for s in specs
         ])
         if behaviour.store_mix:
-            allowed = allowed * np.array([_store_mix(s) for s in specs])
+            allowed = allowed * np.array([_store_mix(s, *behaviour.store_mix) for s in specs])
         cumulative = np.cumsum(weight * allowed)
         rows.append(cumulative / cumulative[-1])
     return np.stack(rows)
@@ -826,7 +838,7 @@ class _Population:
         if self.world == "planted":
             shares = np.array([_BEHAVIOURS[a].share for a in ARCHETYPES])
             return rng.choice(len(ARCHETYPES), size=n_users, p=shares / shares.sum()).astype(np.int8)
-        behaviour = np.full(n_users, _BACKGROUND_INDEX[self.flavour], dtype=np.int8)
+        behaviour = np.full(n_users, _BACKGROUND_INDEX[self.world, self.flavour], dtype=np.int8)
         if self.world == "calibrated":
             planted = rng.random(n_users) < CALIBRATED_ARCHETYPE_SHARE
             behaviour[planted] = rng.integers(0, len(ARCHETYPES), int(planted.sum()))
