@@ -290,8 +290,8 @@ _BEHAVIOURS["background_cosmetics"] = dataclasses.replace(
 # With no archetypes to carry the heavy users, the world with no segments needs busier background
 # shoppers to keep the real file's shape (the same targets, docs/calibration.md).
 _BEHAVIOURS["background_alone"] = dataclasses.replace(
-    _BEHAVIOURS["background"], sessions=(1.6, 1.05, 1, 250), views=(2.5, 1.0, 1, 500), in_market=0.33,
-    cart=0.075, direct_purchase=0.03, store_mix=(0.92, 1.05),
+    _BEHAVIOURS["background"], sessions=(1.6, 1.05, 1, 250), views=(2.5, 1.0, 1, 500), in_market=1.0,
+    cart=0.025, direct_purchase=0.01, store_mix=(0.92, 1.05),
 )
 _BEHAVIOURS["background_alone_cosmetics"] = dataclasses.replace(
     _BEHAVIOURS["background_cosmetics"], sessions=(1.6, 1.05, 1, 250), views=(2.5, 1.0, 1, 500), store_mix=(0.92, 1.05),

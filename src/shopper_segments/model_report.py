@@ -48,7 +48,7 @@ def report(duckdb_path: Path, truth: Path | None = None) -> None:
         _section("minimum-events threshold curve",
                  q(f"select min_events, users_evaluated, round(agreement, 3) as agreement, "
                    f"round(agreement_macro, 3) as macro, round(agreement_lowest_segment, 3) as lowest, "
-                   f"round(shoppers_reaching, 3) as reaching, round(reliable_share, 4) as reliable_share, "
+                   f"round(shoppers_reaching, 3) as reaching, round(reliable_share, 4) as reliable_share, is_reliable, "
                    f"is_recommended, is_current_setting from segment_threshold_curve {where} order by min_events"))
         _section("supervised assignment, stratified 5-fold CV",
                  q(f"select classifier, round(accuracy_mean, 3) as accuracy, round(accuracy_std, 3) as accuracy_std, "

@@ -27,7 +27,7 @@ import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 
-CLEAR_EXCESS = 0.10
+CLEAR_EXCESS = 0.09
 WEAK_EXCESS = 0.03
 WEAK_WIN_SHARE = 0.9
 VERDICTS = ("clear", "weak", "none")

@@ -362,11 +362,13 @@ def test_no_segment_world_has_only_background_shoppers_with_the_real_shape(tmp_p
     truth = pd.read_csv(result.truth_file)
     assert set(truth["archetype"]) == {BACKGROUND} and len(truth) == CALIBRATION_USERS
     figures = calibration.generated_figures(result.files)
-    # The shape within 10 %, the catalogue marginals within 15 % (docs/calibration.md).
+    # The shape within 10 %, the catalogue marginals within 15 % (docs/calibration.md). Buying does not
+    # depend on the shopper here (no segments), so the same purchases spread over more buyers.
     tolerance = {t.figure: 0.15 if t.source == calibration.REAL_SAMPLE else 0.10 for t in calibration.TARGETS}
     off = {figure: (value, target) for figure, target, value, _ in calibration.calibration_table(figures)
-           if abs(value / target - 1.0) > tolerance[figure]}
+           if figure != "buyer_share" and abs(value / target - 1.0) > tolerance[figure]}
     assert not off, off
+    assert 0.11 < figures["buyer_share"] < 0.25
     assert figures["remove_share"] == 0.0
 
 
