@@ -21,7 +21,8 @@ from shopper_segments.generator import BACKGROUND, generate_events
 
 NO_SEGMENT_USERS = 100_000
 # What the test builds of the project: the model and the marts the verdict is read from.
-MODEL_AND_MARTS = ["+segment_summary", "segment_model_metrics", "assert_segment_structure_is_clear"]
+MODEL_AND_MARTS = ["+segment_summary", "segment_model_metrics", "+stg_event_loads",
+                   "assert_segment_structure_is_clear"]
 # Background shoppers in segments named after a persona, at most (docs/model.md, "Names").
 MAX_BACKGROUND_PERSONA_SHARE = 0.25
 
