@@ -32,6 +32,9 @@ def report(duckdb_path: Path, truth: Path | None = None) -> None:
                    f"round(calinski_harabasz) as ch, round(stability_ari, 3) as stability, is_stable, is_elbow, "
                    f"is_chosen from segment_k_selection {where} order by k"))
         _section("reason", con.sql(f"select reason from segment_k_selection {where} and is_chosen").fetchall()[0][0])
+        _section("verdict on structure (docs/model.md, 'Is there structure?')",
+                 q(f"select text_value as verdict, round(value, 3) as silhouette_excess from segment_model "
+                   f"{where} and param_group = 'structure' and param_name = 'verdict'"))
         _section("principal components",
                  q(f"select count(*) filter (where is_kept) as kept, count(*) as components, "
                    f"round(max(cumulative_explained_variance) filter (where is_kept), 3) as explained "
