@@ -33,9 +33,19 @@ totals as (
     from scored
 ),
 
+structure as (
+    -- The verdict on structure of each model version (docs/model.md, "Is there structure?").
+    select
+        model_version,
+        text_value as structure_verdict
+    from {{ segment_model_relation() }}
+    where param_group = 'structure' and param_name = 'verdict'
+),
+
 summary as (
     select
         profiles.model_version,
+        structure.structure_verdict,
         profiles.segment_id,
         profiles.segment_name,
         profiles.persona_key,
@@ -51,6 +61,7 @@ summary as (
     from {{ ref('segment_profiles') }} as profiles
     cross join totals
     left join per_segment on profiles.segment_id = per_segment.segment_id
+    left join structure on profiles.model_version = structure.model_version
 )
 
 select
@@ -69,5 +80,6 @@ select
     cast(revenue as {{ type_money() }}) as revenue,
     {{ safe_divide('revenue', 'total_revenue') }} as revenue_share,
     {{ safe_divide('revenue', 'orders') }} as avg_order_value,
-    {{ safe_divide('revenue', 'users') }} as revenue_per_user
+    {{ safe_divide('revenue', 'users') }} as revenue_per_user,
+    cast(structure_verdict as varchar) as structure_verdict
 from summary

@@ -77,6 +77,7 @@ class AnalysisSettings:
     threshold_users: int = 3_000  # shoppers whose events are subsampled
     threshold_draws: int = 3  # independent subsamples per shopper and n (averaged: less noise)
     min_segment_users: int = 20  # segments with fewer evaluated shoppers do not enter the macro average
+    reliable_agreement: float = 0.7  # a threshold is reliable when 7 shoppers in 10 keep their segment
     tree_max_depth: int = 5
     knn_neighbors: int = 15
 
@@ -474,6 +475,7 @@ THRESHOLD_COLUMNS = {
     "agreement_lowest_segment": "float64",
     "shoppers_reaching": "float64",
     "reliable_share": "float64",
+    "is_reliable": "bool",
     "is_recommended": "bool",
     "is_current_setting": "bool",
     "random_seed": "int64",
@@ -528,7 +530,9 @@ def threshold_curve(
     whole history, computed the same way. A threshold trades reliability (agreement grows with n)
     against coverage (fewer shoppers reach n): the recommended threshold maximises
     `reliable_share` = share of all shoppers reaching n x agreement at n, the expected share of
-    shoppers who get a segment they keep. `agreement_macro` (each segment counts the same) and
+    shoppers who get a segment they keep, among the reliable n (agreement >= reliable_agreement);
+    when no n is reliable, none is recommended: the curve says no number of events gives a
+    reliable assignment. `agreement_macro` (each segment counts the same) and
     `agreement_lowest_segment` show which segments need more history.
     """
     stored = pending_model(params, analysed_versions)
@@ -572,6 +576,7 @@ def threshold_curve(
             }
         )
         rows[-1]["reliable_share"] = rows[-1]["shoppers_reaching"] * rows[-1]["agreement"]
+        rows[-1]["is_reliable"] = rows[-1]["agreement"] >= ANALYSIS.reliable_agreement
     recommended = recommended_threshold(rows)
     for row in rows:
         row.update(
@@ -584,7 +589,9 @@ def threshold_curve(
 
 
 def recommended_threshold(rows: list[dict]) -> int | None:
-    """The n with the highest reliable share (the smaller n on a tie at 3 decimals)."""
+    """Among the reliable n, the one with the highest reliable share (the smaller n on a tie at 3
+    decimals); None when no n is reliable."""
+    rows = [r for r in rows if r.get("is_reliable", True)]
     if not rows:
         return None
     best = max(round(r["reliable_share"], 3) for r in rows)

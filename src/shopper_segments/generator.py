@@ -50,11 +50,26 @@ ARCHETYPES: tuple[str, ...] = (
     "loyal_regular",
 )
 
+BACKGROUND = "background"  # truth label of a shopper drawn from the store-wide marginals
+TRUTH_LABELS: tuple[str, ...] = (*ARCHETYPES, BACKGROUND)
+
+# What the generated shoppers are (docs/calibration.md):
+# - "calibrated": the shape of the real October 2019 multi-category file (events, sessions and
+#   buyers per shopper, the funnel), with a minority of planted archetypes (CALIBRATED_ARCHETYPE_SHARE,
+#   in equal parts) among background shoppers drawn from the store-wide marginals;
+# - "no_segments": background shoppers only: no structure to find;
+# - "planted": every shopper is an archetype (the original demo; ~81 events per shopper).
+WORLDS = ("calibrated", "no_segments", "planted")
+# The store: "multi_category" logs no remove_from_cart (as the real electronics-heavy store);
+# "cosmetics" logs them (~20 % of its events, as REES46's cosmetics store).
+FLAVOURS = ("multi_category", "cosmetics")
+CALIBRATED_ARCHETYPE_SHARE = 0.08
+
 TRUTH_DIR = "truth"
 TRUTH_FILE = "user_archetypes.csv"
 MANIFEST_FILE = "generation.json"
 # Bump whenever the output for the same arguments changes, so cached generations are rebuilt.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 _CHUNK_USERS = 25_000  # fixed, so the output never depends on anything but the arguments
 _BATCH_ROWS = 250_000  # rows per encoded CSV block; bounds memory of the writer threads
@@ -202,6 +217,8 @@ class _Behaviour:
     purchase_after_cart: float = 0.0
     remove_after_cart: float = 0.0
     direct_purchase: float = 0.0  # chance a view leads to a purchase without a cart event
+    in_market: float = 1.0  # share of users who may cart or buy at all (the others only look)
+    store_mix: tuple[float, float] = ()  # (electronics, uncoded) weights towards the real sample's mix; see _store_mix
 
 
 # The planted archetypes (rates were tuned so the overall mix lands near REES46's 96% views,
@@ -254,7 +271,41 @@ _BEHAVIOURS: dict[str, _Behaviour] = {
         cart=0.008, cart_intent=0.25, purchase_after_cart=0.9, remove_after_cart=0.05, direct_purchase=0.02,
     ),
 }
-assert tuple(_BEHAVIOURS) == ARCHETYPES
+# Background shoppers: no habit of their own.  Categories, brands and prices follow the store-wide
+# traffic (the catalogue's weights, close to the real sample's marginals), visits and their depth
+# are heavy-tailed, and the rates are set so that the calibrated world as a whole (archetypes
+# included) lands on the real file's figures (docs/calibration.md).
+_BEHAVIOURS["background"] = _Behaviour(
+    share=0.0, sessions=(1.5, 1.05, 1, 250), views=(1.5, 1.0, 1, 500), activity_sigma=0.5,
+    return_gap_days=3.0, profile="default", gap_seconds=(30.0, 1.0), categories=(1, 4),
+    focus=0.6, explore=0.35, band=_ALL, revisit=0.25,
+    cart=0.042, purchase_after_cart=0.45, remove_after_cart=0.0, direct_purchase=0.017, in_market=0.45,
+    store_mix=(0.65, 1.2),
+)
+# The cosmetics store's background shoppers cart much more and take a lot out of the cart again.
+_BEHAVIOURS["background_cosmetics"] = dataclasses.replace(
+    _BEHAVIOURS["background"], cart=0.95, purchase_after_cart=0.08, remove_after_cart=0.9, direct_purchase=0.0,
+    in_market=1.0,
+)
+# With no archetypes to carry the heavy users, the world with no segments needs busier background
+# shoppers to keep the real file's shape (the same targets, docs/calibration.md).
+_BEHAVIOURS["background_alone"] = dataclasses.replace(
+    _BEHAVIOURS["background"], sessions=(1.6, 1.05, 1, 250), views=(2.5, 1.0, 1, 500), in_market=1.0,
+    cart=0.025, direct_purchase=0.01, store_mix=(0.92, 1.05),
+)
+_BEHAVIOURS["background_alone_cosmetics"] = dataclasses.replace(
+    _BEHAVIOURS["background_cosmetics"], sessions=(1.6, 1.05, 1, 250), views=(2.5, 1.0, 1, 500), store_mix=(0.92, 1.05),
+)
+_BEHAVIOUR_KEYS = tuple(_BEHAVIOURS)
+assert _BEHAVIOUR_KEYS[:len(ARCHETYPES)] == ARCHETYPES
+_BACKGROUND_INDEX = {  # (world, flavour) -> behaviour number of its background shoppers
+    (world, flavour): _BEHAVIOUR_KEYS.index(
+        "background" + ("_alone" if world == "no_segments" else "") + ("_cosmetics" if flavour == "cosmetics" else ""))
+    for world in ("calibrated", "no_segments") for flavour in ("multi_category", "cosmetics")
+}
+# Behaviour number -> truth label number (both background behaviours are "background").
+_TRUTH_OF_BEHAVIOUR = np.array([TRUTH_LABELS.index(k if k in ARCHETYPES else BACKGROUND) for k in _BEHAVIOUR_KEYS],
+                               dtype=np.int8)
 
 # Relative activity per UTC hour: quiet 01:00-06:00, busiest in the (European) evening.
 _HOURLY = np.array(
@@ -292,7 +343,7 @@ class GeneratedEvents:
     """What a generation wrote."""
 
     files: list[pathlib.Path]  # event files written, sorted
-    truth_file: pathlib.Path  # CSV user_id,archetype
+    truth_file: pathlib.Path  # CSV user_id,archetype (an archetype or "background")
     events: int  # total rows written (without header lines)
     users: int
 
@@ -310,6 +361,8 @@ def generate_events(
     progress: bool = True,
     peak_days: Iterable[str | dt.date] | None = None,
     defect_rate: float = 0.0,
+    world: str = "calibrated",
+    flavour: str = "multi_category",
 ) -> GeneratedEvents:
     """Write demo event files for ``users`` shoppers over ``days`` days from ``start``.
 
@@ -320,6 +373,8 @@ def generate_events(
     ``defect_rate`` is the share of lines given one of the defects real event files have (an
     exact duplicate line, a truncated line, a negative price, a missing session), so that the
     pipeline's rejection and de-duplication have something to do; 0 writes clean files.
+
+    ``world`` is one of WORLDS (what the shoppers are) and ``flavour`` one of FLAVOURS (which store).
     """
     out = pathlib.Path(out_dir)
     period = _Period.create(start, days, peak_days)
@@ -333,10 +388,15 @@ def generate_events(
         raise ValueError("seed must not be negative")
     if not 0.0 <= defect_rate < 0.5:
         raise ValueError("defect_rate must be in [0, 0.5)")
+    if world not in WORLDS:
+        raise ValueError(f"world must be one of {', '.join(WORLDS)}")
+    if flavour not in FLAVOURS:
+        raise ValueError(f"flavour must be one of {', '.join(FLAVOURS)}")
     settings = {
         "format_version": FORMAT_VERSION, "users": users, "start": period.start.isoformat(),
         "days": days, "seed": seed, "split": split, "gzip": gzip, "header": header,
         "peak_days": [d.isoformat() for d in period.peak_days], "defect_rate": defect_rate,
+        "world": world, "flavour": flavour,
     }
     cached = _cached_generation(out, settings)
     if cached is not None:
@@ -352,7 +412,8 @@ def generate_events(
     catalogue = _Catalogue.build(users, seed)
     bounds = np.array([lo for _, lo, _ in slots] + [slots[-1][2]], dtype=np.int64)
     with ThreadPoolExecutor(_WORKERS) as pool:
-        buckets, sessions, truth = _simulate(users, seed, period, catalogue, bounds, pool, progress)
+        buckets, sessions, truth = _simulate(users, seed, period, catalogue, bounds, pool, progress,
+                                             _Population(world, flavour))
         _write_truth(truth_path, *truth)
         encoder = _Encoder(period, catalogue, sessions, seed, header, defect_rate)
         total = sum(sum(len(piece["time"]) for piece in bucket) for bucket in buckets)
@@ -387,6 +448,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bars")
     parser.add_argument("--defect-rate", type=float, default=0.0,
                         help="share of lines given a real-world defect (duplicate, truncated, ...) (default: 0)")
+    parser.add_argument("--world", choices=WORLDS, default="calibrated",
+                        help="calibrated: the real file's shape with a minority of planted archetypes; "
+                             "no_segments: no structure at all; planted: archetypes only (default: %(default)s)")
+    parser.add_argument("--flavour", choices=FLAVOURS, default="multi_category",
+                        help="multi_category logs no remove_from_cart; cosmetics does (default: %(default)s)")
     parser.add_argument("--peak-day", dest="peak_days", action="append", metavar="YYYY-MM-DD",
                         help="sale day with extra traffic; repeatable (default: Black Friday to Cyber Monday)")
 
@@ -397,7 +463,8 @@ def run(args: argparse.Namespace) -> int:
     result = generate_events(
         args.out, users=args.users, start=args.start, days=args.days, seed=args.seed, split=args.split,
         gzip=args.gzip, header=args.header, progress=args.progress, peak_days=getattr(args, "peak_days", None),
-        defect_rate=getattr(args, "defect_rate", 0.0),
+        defect_rate=getattr(args, "defect_rate", 0.0), world=getattr(args, "world", "calibrated"),
+        flavour=getattr(args, "flavour", "multi_category"),
     )
     seconds = time.perf_counter() - began
     print(
@@ -688,16 +755,26 @@ def _segment_sampler(segments: list[np.ndarray], popularity: np.ndarray) -> tupl
     return cumulative, products, np.cumsum(lengths) - 1
 
 
+def _store_mix(spec: _CategorySpec, electronics: float, uncoded: float) -> float:
+    """Background shoppers' weight on a category relative to the catalogue's traffic weight, so that
+    the world's electronics, uncoded and brandless shares match the real sample (docs/calibration.md):
+    the catalogue leans to brandless goods, and the archetypes (when there are) to electronics."""
+    top = spec.code.split(".")[0]
+    return {"electronics": electronics, "": uncoded}.get(top, 1.0) * (1.0 - 0.85 * spec.unbranded)
+
+
 def _archetype_category_cdf(specs: tuple[_CategorySpec, ...], weight: np.ndarray) -> np.ndarray:
     """Which categories each archetype is drawn to (traffic weight, restricted by its filters)."""
     rows = []
-    for name in ARCHETYPES:
+    for name in _BEHAVIOUR_KEYS:
         behaviour = _BEHAVIOURS[name]
         allowed = np.array([
             (not behaviour.top_levels or s.code.split(".")[0] in behaviour.top_levels)
             and s.high >= behaviour.min_price_ceiling
             for s in specs
         ])
+        if behaviour.store_mix:
+            allowed = allowed * np.array([_store_mix(s, *behaviour.store_mix) for s in specs])
         cumulative = np.cumsum(weight * allowed)
         rows.append(cumulative / cumulative[-1])
     return np.stack(rows)
@@ -711,7 +788,7 @@ def _archetype_category_cdf(specs: tuple[_CategorySpec, ...], weight: np.ndarray
 def _behaviour_table() -> dict[str, np.ndarray]:
     """Behaviour parameters as arrays indexed by archetype number (for vectorised lookups)."""
     table: dict[str, np.ndarray] = {}
-    rows = [_BEHAVIOURS[a] for a in ARCHETYPES]
+    rows = [_BEHAVIOURS[a] for a in _BEHAVIOUR_KEYS]
     for field in dataclasses.fields(_Behaviour):
         values = [getattr(b, field.name) for b in rows]
         if field.name in ("sessions", "views", "gap_seconds", "categories"):
@@ -719,7 +796,7 @@ def _behaviour_table() -> dict[str, np.ndarray]:
                 table[f"{field.name}{k}"] = np.array(column)
         elif field.name == "profile":
             table["profile"] = np.array([_PROFILE_NAMES.index(v) for v in values])
-        elif field.name not in ("top_levels", "min_price_ceiling"):  # used by the catalogue only
+        elif field.name not in ("top_levels", "min_price_ceiling", "store_mix"):  # used by the catalogue only
             table[field.name] = np.array(values)
     return table
 
@@ -744,8 +821,33 @@ def _user_ids(users: np.ndarray, seed: int) -> np.ndarray:
     return 500_000_000 + (users.astype(np.int64) * multiplier + shift) % _MAX_USER_ID_SPAN
 
 
+@dataclasses.dataclass(frozen=True)
+class _Population:
+    """Who the shoppers are: the world (see WORLDS) and the store's flavour (see FLAVOURS)."""
+
+    world: str
+    flavour: str
+
+    @property
+    def logs_removals(self) -> bool:
+        """The real multi-category file has no remove_from_cart; the planted demo always had them."""
+        return self.flavour == "cosmetics" or self.world == "planted"
+
+    def draw(self, rng: np.random.Generator, n_users: int) -> np.ndarray:
+        """The behaviour number of each user."""
+        if self.world == "planted":
+            shares = np.array([_BEHAVIOURS[a].share for a in ARCHETYPES])
+            return rng.choice(len(ARCHETYPES), size=n_users, p=shares / shares.sum()).astype(np.int8)
+        behaviour = np.full(n_users, _BACKGROUND_INDEX[self.world, self.flavour], dtype=np.int8)
+        if self.world == "calibrated":
+            planted = rng.random(n_users) < CALIBRATED_ARCHETYPE_SHARE
+            behaviour[planted] = rng.integers(0, len(ARCHETYPES), int(planted.sum()))
+        return behaviour
+
+
 def _simulate(users: int, seed: int, period: _Period, catalogue: _Catalogue, bounds: np.ndarray,
-              pool: ThreadPoolExecutor, progress: bool) -> tuple[list[list[dict[str, np.ndarray]]], dict, tuple]:
+              pool: ThreadPoolExecutor, progress: bool,
+              population: _Population) -> tuple[list[list[dict[str, np.ndarray]]], dict, tuple]:
     """Simulate all users in chunks on the worker threads (numpy releases the GIL) and collect
     the chunks in order, so the result does not depend on thread timing.  Each chunk's events,
     already sorted by time, are sliced into the buckets of the files they belong to."""
@@ -761,7 +863,7 @@ def _simulate(users: int, seed: int, period: _Period, catalogue: _Catalogue, bou
         _bucket_by_file(chunk.events, bounds, buckets)
         session_user.append(chunk.session_user)
         session_uuid.append(chunk.session_uuid)
-        truth_types.append(chunk.archetype)
+        truth_types.append(_TRUTH_OF_BEHAVIOUR[chunk.archetype])
         bar.update(len(chunk.archetype))
 
     with tqdm(total=users, unit="user", unit_scale=True, desc="simulate", disable=not progress,
@@ -769,7 +871,7 @@ def _simulate(users: int, seed: int, period: _Period, catalogue: _Catalogue, bou
         for index, lo in enumerate(range(0, users, _CHUNK_USERS)):
             rng = np.random.default_rng([seed, 1, index])
             hi = min(users, lo + _CHUNK_USERS)
-            pending.append(pool.submit(_simulate_chunk, rng, lo, hi, period, hour_cdfs, catalogue, seed))
+            pending.append(pool.submit(_simulate_chunk, rng, lo, hi, period, hour_cdfs, catalogue, seed, population))
             if len(pending) >= _WORKERS:  # keep both workers busy, memory bounded
                 collect(pending.popleft().result())
         while pending:
@@ -783,20 +885,19 @@ class _Chunk:
     events: dict[str, np.ndarray]  # time, type, product, cents, session (chunk-local)
     session_user: np.ndarray  # global user number per session
     session_uuid: np.ndarray  # (sessions, 36) bytes: the formatted user_session value
-    archetype: np.ndarray  # per user of the chunk
+    archetype: np.ndarray  # behaviour number per user of the chunk
 
 
 def _simulate_chunk(rng: np.random.Generator, lo: int, hi: int, period: _Period, hour_cdfs: np.ndarray,
-                    catalogue: _Catalogue, seed: int) -> _Chunk:
+                    catalogue: _Catalogue, seed: int, population: _Population) -> _Chunk:
     """Simulate users lo..hi-1: sessions, views, then the cart / remove / purchase funnel.
     The chunk's events come back sorted by time (ties in generation order)."""
     n_users = hi - lo
-    shares = np.array([_BEHAVIOURS[a].share for a in ARCHETYPES])
-    archetype = rng.choice(len(ARCHETYPES), size=n_users, p=shares / shares.sum()).astype(np.int8)
+    archetype = population.draw(rng, n_users)
 
     sessions = _simulate_sessions(rng, archetype, period, hour_cdfs)
     views = _simulate_views(rng, archetype, sessions, catalogue, period)
-    funnel = _simulate_funnel(rng, archetype, sessions, views)
+    funnel = _simulate_funnel(rng, archetype, sessions, views, population.logs_removals)
 
     events = {key: np.concatenate([views[key]] + [f[key] for f in funnel]) for key in _EVENT_COLUMNS}
     _keep_sessions_inside_period(events, len(sessions["user"]), period.seconds)
@@ -941,7 +1042,7 @@ def _prices(catalogue: _Catalogue, product: np.ndarray, session_start: np.ndarra
 
 
 def _simulate_funnel(rng: np.random.Generator, archetype: np.ndarray, sessions: dict[str, np.ndarray],
-                     views: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+                     views: dict[str, np.ndarray], logs_removals: bool = True) -> list[dict[str, np.ndarray]]:
     """Cart, remove_from_cart and purchase events triggered by fresh views of products.
 
     A cart follows its view within seconds; carted items are bought together at checkout after
@@ -964,12 +1065,17 @@ def _simulate_funnel(rng: np.random.Generator, archetype: np.ndarray, sessions: 
     buy_taste = np.exp(0.25 * rng.standard_normal(n_users))
     u = rng.random(len(candidates))
     p_cart = np.minimum(0.95, b["cart"][a] * cart_taste[user])
+    p_direct = b["direct_purchase"][a]
+    if (b["in_market"][archetype] < 1.0).any():  # never drawn for the planted world: its draws stay the same
+        in_market = rng.random(n_users) < b["in_market"][archetype]
+        p_cart = np.where(in_market[user], p_cart, 0.0)
+        p_direct = np.where(in_market[user], p_direct, 0.0)
     candidate_session = session[candidates]
     last_of_session = np.append(candidate_session[1:] != candidate_session[:-1], True)
     p_cart = np.where(last_of_session, np.maximum(p_cart, b["cart_intent"][a]), p_cart)
     is_cart = u < p_cart
     carts = candidates[is_cart]
-    direct = candidates[~is_cart & (u < p_cart + (1.0 - p_cart) * b["direct_purchase"][a])]
+    direct = candidates[~is_cart & (u < p_cart + (1.0 - p_cart) * p_direct)]
 
     # Each cart ends in a purchase, a removal or stays in the cart.
     ca = a[is_cart]
@@ -992,6 +1098,8 @@ def _simulate_funnel(rng: np.random.Generator, archetype: np.ndarray, sessions: 
         return {"time": when, "type": np.full(len(source), kind, np.int8), "product": views["product"][source],
                 "cents": views["cents"][source], "session": session[source]}
 
+    if not logs_removals:  # the item simply stays in the cart (same draws, so nothing else changes)
+        removed, remove_time = removed[:0], remove_time[:0]
     return [derived(carts, cart_time, CART), derived(removed, remove_time, REMOVE),
             derived(bought, buy_time, PURCHASE), derived(direct, direct_time, PURCHASE)]
 
@@ -1246,7 +1354,7 @@ def _write_truth(path: pathlib.Path, user_ids: np.ndarray, archetype: np.ndarray
     order = np.argsort(user_ids)
     table = pa.table({
         "user_id": pa.array(user_ids[order]),
-        "archetype": pa.DictionaryArray.from_arrays(pa.array(archetype[order]), pa.array(ARCHETYPES)),
+        "archetype": pa.DictionaryArray.from_arrays(pa.array(archetype[order]), pa.array(TRUTH_LABELS)),
     })
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as f:

@@ -38,6 +38,9 @@ def report(duckdb_path: Path, truth: Path | None = None) -> None:
                    f"round(calinski_harabasz) as ch, round(stability_ari, 3) as stability, is_stable, is_elbow, "
                    f"is_chosen from segment_k_selection {where} order by k"))
         _section("reason", con.sql(f"select reason from segment_k_selection {where} and is_chosen").fetchall()[0][0])
+        _section("verdict on structure (docs/model.md, 'Is there structure?')",
+                 q(f"select text_value as verdict, round(value, 3) as silhouette_excess from segment_model "
+                   f"{where} and param_group = 'structure' and param_name = 'verdict'"))
         _section("principal components",
                  q(f"select count(*) filter (where is_kept) as kept, count(*) as components, "
                    f"round(max(cumulative_explained_variance) filter (where is_kept), 3) as explained "
@@ -54,7 +57,7 @@ def report(duckdb_path: Path, truth: Path | None = None) -> None:
         _section("minimum-events threshold curve",
                  q(f"select min_events, users_evaluated, round(agreement, 3) as agreement, "
                    f"round(agreement_macro, 3) as macro, round(agreement_lowest_segment, 3) as lowest, "
-                   f"round(shoppers_reaching, 3) as reaching, round(reliable_share, 4) as reliable_share, "
+                   f"round(shoppers_reaching, 3) as reaching, round(reliable_share, 4) as reliable_share, is_reliable, "
                    f"is_recommended, is_current_setting from segment_threshold_curve {where} order by min_events"))
         _section("supervised assignment, stratified 5-fold CV",
                  q(f"select classifier, round(accuracy_mean, 3) as accuracy, round(accuracy_std, 3) as accuracy_std, "

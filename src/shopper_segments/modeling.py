@@ -63,7 +63,8 @@ PARAM_COLUMNS = {
     "text_value": "string",
     "trained_at": "datetime64[us]",
 }
-PARAM_GROUPS = ("config", "preprocess", "pca", "pca_selection", "kmeans", "segment", "trait", "lineage", "metric")
+PARAM_GROUPS = ("config", "preprocess", "pca", "pca_selection", "kmeans", "segment", "trait", "lineage", "metric",
+                "structure")
 
 
 @dataclass(frozen=True)
@@ -374,6 +375,7 @@ class FittedModel:
     traits: pd.DataFrame | None = None  # segment_id, feature_name, centroid_z, ...
     lineage: dict = field(default_factory=dict)  # agreement with the previous version
     max_segment_id: int = 0
+    structure: "object" = None  # structure.StructureVerdict: is there structure to segment?
 
     @property
     def feature_names(self) -> list[str]:
@@ -399,7 +401,7 @@ def fit_model(
     previous: StoredModel | None = None,
 ) -> FittedModel:
     """Fit on `training` (user_features rows, sorted by user_id), choose k, keep ids, name segments."""
-    from . import identity, model_selection, naming
+    from . import identity, model_selection, naming, structure
 
     specs = feature_specs(feature_config)
     shortfall = too_few_to_fit(len(training), settings)
@@ -418,6 +420,7 @@ def fit_model(
     clusterer = kmeans(choice.k, settings).fit(projected)
     pipeline = Pipeline([*preprocessing.steps, ("kmeans", clusterer)])
     labels = clusterer.labels_
+    verdict = structure.structure_verdict(projected, choice.k, settings.random_state)
 
     space = naming.SegmentSpace.of(pipeline, specs)
     matches = identity.match_previous(space, previous, settings.max_match_distance)
@@ -426,14 +429,14 @@ def fit_model(
 
     profiles = naming.centroid_profiles(space, segment_of_label)
     kept = identity.kept_personas(matches, segment_of_label, previous)
-    segments = naming.name_segments(profiles, personas, traits, kept, settings.min_persona_score)
+    segments = naming.name_segments(profiles, personas, traits, kept, settings.min_persona_score, verdict.verdict)
     segments["training_users"] = [int((segment_ids == s).sum()) for s in segments["segment_id"]]
     segments = identity.add_lineage(segments, matches, segment_of_label)
 
     model = FittedModel(
         pipeline, specs, settings, segment_of_label, segments, [], eligible_users, len(training),
         k_choice=choice, pca_curve=model_selection.pca_curve(pipeline, values), traits=profiles,
-        max_segment_id=max_segment_id,
+        max_segment_id=max_segment_id, structure=verdict,
     )
     if previous is not None:
         model.lineage = identity.retrain_agreement(previous, training, segment_ids)
@@ -547,6 +550,13 @@ def to_params(model: FittedModel, model_version: int, fingerprint: str, trained_
 
     for metric, segment_id, component, value in model.metrics:
         add("metric", metric, segment=segment_id, component=component, value=value)
+
+    if model.structure is not None:  # the verdict on structure (structure.py), its rule and its figures
+        add("structure", "verdict", value=model.structure.observed_silhouette - model.structure.null_silhouette,
+            text=model.structure.verdict)
+        add("structure", "rule", text=model.structure.rule)
+        for name, value in model.structure.metrics().items():
+            add("metric", name, value=value)
 
     frame = pd.DataFrame.from_records(rows)
     frame.insert(0, "model_version", model_version)

@@ -9,11 +9,20 @@ Rules (docs/model.md, "Names"):
 3. Each persona of `seeds/segment_personas.csv` scores sum(weight x position) over its traits
    (`seeds/segment_persona_traits.csv`), position = centroid_z clipped to [-2, 2] and halved
    (so one extreme feature cannot name a segment on its own).
-4. On a retraining, a segment matched to a previous one keeps its persona while that persona still
-   scores at least `min_persona_score`; the other segments get personas by the Hungarian algorithm
-   (each persona at most once, highest total score).
-5. A segment whose best available persona scores below `min_persona_score` is not forced into a
-   persona: it is named "Segment <id>" and its portrait lists its distinctive traits.
+4. A persona **fits** a segment when it scores at least `min_persona_score` and the centroid
+   meets each of the persona's defining traits (weight |w| >= 1) by DEFINING_MARGIN: centroid_z at
+   least DEFINING_MARGIN SD in the direction of the weight. No persona fits any segment unless the
+   structure verdict of the version is `clear` (structure.py): a partition of a continuum (`none`)
+   is not a set of personas, and neither are tendencies barely stronger than in structureless
+   data (`weak`: measured on a world with no segments, 100,000 shoppers, k = 12, docs/model.md).
+5. On a retraining, a segment matched to a previous one keeps its persona while it still fits; the
+   other segments get fitting personas by the Hungarian algorithm (each persona at most once,
+   highest total score).
+6. A segment no persona fits gets a **descriptive** name (persona_key `descriptive`) from its
+   strongest trait (TRAIT_WORDS), e.g. "Night-time shoppers"; when two segments of a version would
+   share a name, their next traits are added in brackets, e.g. "Night-time shoppers (number of
+   visits +1.4 SD)". Its marketing action follows from its two
+   strongest traits (TRAIT_ACTIONS).
 Names therefore follow the data, and the rules can be checked from the stored parameters alone.
 """
 
@@ -27,7 +36,54 @@ from scipy.optimize import linear_sum_assignment
 
 DISTINCTIVE_Z = 0.5
 PORTRAIT_TRAITS = 3
-UNNAMED_ACTION = "General newsletter; review this segment's profile before targeting it."
+DEFINING_WEIGHT = 1.0  # a persona's traits with at least this |weight| define it
+DEFINING_MARGIN = 0.25  # SD the centroid must reach on each defining trait, in the weight's direction
+DESCRIPTIVE = "descriptive"
+
+# Words of a descriptive name: feature -> (name when the segment is above, name when below the population).
+TRAIT_WORDS: dict[str, tuple[str, str]] = {
+    "sessions": ("Frequent visitors", "Rare visitors"),
+    "active_days": ("Many-day visitors", "Single-day visitors"),
+    "removes": ("Cart editors", "Shoppers who never edit carts"),
+    "purchases": ("Repeat buyers", "Non-buyers"),
+    "view_to_cart_rate": ("Cart fillers", "Lookers who rarely cart"),
+    "cart_to_purchase_rate": ("Cart completers", "Unfinished-cart shoppers"),
+    "cart_abandonment_rate": ("Cart leavers", "Cart finishers"),
+    "session_conversion_rate": ("Converting visitors", "Non-converting visitors"),
+    "avg_viewed_price": ("High-price browsers", "Low-price browsers"),
+    "distinct_categories": ("Wide-range browsers", "Single-category browsers"),
+    "top_category_share": ("Category-focused shoppers", "Category hoppers"),
+    "brand_loyalty": ("Brand-loyal shoppers", "Brand-agnostic shoppers"),
+    "night_share": ("Night-time shoppers", "Daytime shoppers"),
+    "weekend_share": ("Weekend shoppers", "Weekday shoppers"),
+    "avg_session_duration_seconds": ("Long-visit shoppers", "Short-visit shoppers"),
+    "events_per_session": ("Deep browsers", "Quick lookers"),
+    "marketing_period_share": ("Sale-day shoppers", "Off-sale shoppers"),
+    "share_electronics": ("Electronics-focused browsers", "Non-electronics browsers"),
+    "share_computers": ("Computer-focused browsers", "Non-computer browsers"),
+}
+# The action a trait calls for: feature -> (action when above, action when below the population).
+TRAIT_ACTIONS: dict[str, tuple[str, str]] = {
+    "sessions": ("reward return visits with loyalty points", "a welcome-back series after the first visit"),
+    "active_days": ("early access to new arrivals for regular visitors", "a reminder a few days after the visit"),
+    "removes": ("a reminder of the items taken out of the cart", "no cart-based campaign"),
+    "purchases": ("cross-sell after each order", "a first-purchase voucher"),
+    "view_to_cart_rate": ("cart reminders within 24 hours", "reviews and social proof on viewed products"),
+    "cart_to_purchase_rate": ("one-click reorder reminders", "free-delivery threshold on carted items"),
+    "cart_abandonment_rate": ("cart-reminder e-mail with a time-limited discount", "cross-sell at checkout"),
+    "session_conversion_rate": ("complementary-product recommendations", "a first-purchase voucher"),
+    "avg_viewed_price": ("premium ranges, warranty and instalments", "price-drop alerts and coupons"),
+    "distinct_categories": ("inspiration newsletter across categories", "newsletter on the one category viewed"),
+    "top_category_share": ("newsletter on the favourite category", "inspiration newsletter across categories"),
+    "brand_loyalty": ("new arrivals of the favourite brand", "brand comparisons and bestsellers"),
+    "night_share": ("send offers in the late evening", "send offers in the daytime"),
+    "weekend_share": ("weekend promotions sent on Friday evening", "weekday promotions"),
+    "avg_session_duration_seconds": ("comparison guides and reviews", "short, visual offers"),
+    "events_per_session": ("comparison guides and reviews", "short, visual offers"),
+    "marketing_period_share": ("flash-sale alerts timed for sale days", "everyday-price messages"),
+    "share_electronics": ("electronics news and accessories", "home and lifestyle catalogues"),
+    "share_computers": ("computer and peripheral offers", "non-tech catalogues"),
+}
 
 
 @dataclass
@@ -113,32 +169,82 @@ def persona_scores(profiles: pd.DataFrame, personas: pd.DataFrame, traits: pd.Da
     return pd.DataFrame(position.to_numpy() @ weights.to_numpy().T, index=position.index, columns=weights.index)
 
 
+def fits(profiles: pd.DataFrame, traits: pd.DataFrame, segment_id: int, persona: str, score: float,
+         min_score: float) -> bool:
+    """Rule 4: the persona scores enough and the centroid meets each defining trait by the margin."""
+    if score < min_score:
+        return False
+    z = profiles[profiles["segment_id"] == segment_id].set_index("feature_name")["centroid_z"]
+    own = traits[(traits["persona_key"] == persona) & (traits["weight"].abs() >= DEFINING_WEIGHT)]
+    own = own[own["feature_name"].isin(z.index)]
+    if own.empty:  # none of its defining traits is measured by the model: nothing to meet
+        return False
+    return bool((np.sign(own["weight"].to_numpy()) * z.loc[own["feature_name"]].to_numpy() >= DEFINING_MARGIN).all())
+
+
+def _ranked_traits(profile: pd.DataFrame) -> list[tuple[str, float, str]]:
+    """(feature, centroid_z, label) of a segment, strongest first."""
+    ordered = profile.reindex(profile["centroid_z"].abs().sort_values(ascending=False, kind="stable").index)
+    return list(zip(ordered["feature_name"], ordered["centroid_z"], ordered["label"]))
+
+
+def _trait_words(feature: str, z: float, label: str) -> str:
+    high, low = TRAIT_WORDS.get(feature, (f"Shoppers with higher {label}", f"Shoppers with lower {label}"))
+    return high if z > 0 else low
+
+
+def _trait_action(feature: str, z: float, label: str) -> str:
+    high, low = TRAIT_ACTIONS.get(feature, (f"offers suited to a higher {label}", f"offers suited to a lower {label}"))
+    return high if z > 0 else low
+
+
+def descriptive_label(profile: pd.DataFrame, detail: int = 0) -> tuple[str, str]:
+    """Rule 6: (name, marketing action) of a segment no persona fits; `detail` more traits in brackets."""
+    ranked = _ranked_traits(profile)
+    if not ranked:
+        return "Average shoppers", "General newsletter with bestsellers."
+    name = _trait_words(*ranked[0])
+    extra = [f"{label} {z:+.1f} SD" for _, z, label in ranked[1:1 + detail]]
+    if extra:
+        name = f"{name} ({', '.join(extra)})"
+    actions = [_trait_action(*trait) for trait in ranked[:2]]
+    action = "; ".join(dict.fromkeys(actions))  # two traits may call for the same action
+    return name, action[0].upper() + action[1:] + "."
+
+
 def name_segments(
     profiles: pd.DataFrame,
     personas: pd.DataFrame,
     traits: pd.DataFrame,
     kept: dict[int, str],
     min_score: float,
+    verdict: str = "clear",
 ) -> pd.DataFrame:
     """One row per segment: persona_key, segment_name, description, marketing_action, persona_score, traits."""
     scores = persona_scores(profiles, personas, traits)
+
+    def fitting(segment: int, persona: str) -> bool:
+        return verdict == "clear" and fits(profiles, traits, segment, persona, scores.loc[segment, persona], min_score)
+
     chosen: dict[int, str] = {
         segment: persona for segment, persona in kept.items()
-        if persona in scores.columns and segment in scores.index and scores.loc[segment, persona] >= min_score
+        if persona in scores.columns and segment in scores.index and fitting(segment, persona)
     }
     free_segments = [s for s in scores.index if s not in chosen]
     free_personas = [p for p in scores.columns if p not in set(chosen.values())]
     if free_segments and free_personas:
         matrix = scores.loc[free_segments, free_personas].to_numpy()
-        rows, cols = linear_sum_assignment(-matrix)
+        allowed = np.array([[fitting(s, p) for p in free_personas] for s in free_segments])
+        rows, cols = linear_sum_assignment(-np.where(allowed, matrix, -1e6))
         for r, c in zip(rows, cols):
-            if matrix[r, c] >= min_score:
+            if allowed[r, c]:
                 chosen[free_segments[r]] = free_personas[c]
 
     catalogue = personas.set_index("persona_key")
     records = []
     for segment_id in scores.index:
-        traits_text = distinctive_text(profiles[profiles["segment_id"] == segment_id])
+        profile = profiles[profiles["segment_id"] == segment_id]
+        traits_text = distinctive_text(profile)
         persona = chosen.get(segment_id)
         if persona is not None:
             records.append(
@@ -154,15 +260,30 @@ def name_segments(
             )
         else:
             best = float(scores.loc[segment_id].max()) if len(scores.columns) else 0.0
+            name, action = descriptive_label(profile)
             records.append(
                 {
                     "segment_id": int(segment_id),
-                    "persona_key": "unnamed",
-                    "segment_name": f"Segment {int(segment_id)}",
-                    "description": f"No persona fits; shoppers with {traits_text}.",
-                    "marketing_action": UNNAMED_ACTION,
+                    "persona_key": DESCRIPTIVE,
+                    "segment_name": name,
+                    "description": f"No persona fits; named after its traits: shoppers with {traits_text}.",
+                    "marketing_action": action,
                     "persona_score": best,
                     "distinctive_traits": traits_text,
                 }
             )
-    return pd.DataFrame.from_records(records)
+    return _unique_names(pd.DataFrame.from_records(records), profiles)
+
+
+def _unique_names(named: pd.DataFrame, profiles: pd.DataFrame) -> pd.DataFrame:
+    """Rule 6: descriptive names shared within a version get their next traits in brackets."""
+    for detail in range(1, 4):
+        taken = named["segment_name"].duplicated(keep=False) & (named["persona_key"] == DESCRIPTIVE)
+        if not taken.any():
+            return named
+        for index in named.index[taken]:
+            profile = profiles[profiles["segment_id"] == named.at[index, "segment_id"]]
+            named.at[index, "segment_name"] = descriptive_label(profile, detail)[0]
+    taken = named["segment_name"].duplicated(keep=False) & (named["persona_key"] == DESCRIPTIVE)
+    named.loc[taken, "segment_name"] += " (group " + named.loc[taken, "segment_id"].astype(str) + ")"  # last resort
+    return named

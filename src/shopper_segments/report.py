@@ -237,6 +237,41 @@ def key_figures(w: Warehouse) -> str:
     return f'<div class="kpis">{cells}</div>'
 
 
+STRUCTURE_TEXT = {
+    "clear": ("Clear structure", "the segments separate shoppers clearly better than the same data with its "
+              "structure removed: they are distinct groups."),
+    "weak": ("Weak structure", "the segments separate shoppers only a little better than the same data with its "
+             "structure removed: treat them as tendencies and test a campaign on a sample before targeting."),
+    "none": ("No structure: the shoppers form a continuum", "the segments separate shoppers no better than the same "
+             "data with its structure removed. They are a convenience partition of a continuum, not distinct "
+             "groups: no segment is named after a persona; do not target them as if they were different "
+             "kinds of shoppers."),
+}
+
+
+def structure_verdict(w: Warehouse) -> str:
+    """The first thing a reader must know: are there segments at all? (docs/model.md)"""
+    summary = w.rows("select model_version, structure_verdict from segment_summary limit 1", "segment_summary",
+                     what="segments")
+    verdict = summary["structure_verdict"].iloc[0]
+    if is_missing(verdict):
+        raise Unavailable("this model version was fitted before verdicts on structure existed")
+    version = int(summary["model_version"].iloc[0])
+    figures = {}
+    if "segment_model_metrics" in w.tables:
+        rows = w.frame("select metric_name, metric_value from segment_model_metrics "
+                       f"where model_version = {version} and metric_name like 'structure_%'")
+        figures = dict(zip(rows["metric_name"], rows["metric_value"]))
+    title, text = STRUCTURE_TEXT[verdict]
+    detail = ""
+    if figures:
+        detail = (f" Silhouette {num(figures['structure_observed_silhouette'], 3)} against "
+                  f"{num(figures['structure_null_silhouette'], 3)} for the null reference (each principal "
+                  f"component permuted independently), over {num(figures['structure_bootstraps'])} bootstraps.")
+    return (f'<div class="verdict verdict-{esc(verdict)}" id="structure-verdict"><b>{esc(title)}</b> '
+            f"(model version {version}, verdict <code>{esc(verdict)}</code>): {esc(text)}{esc(detail)}</div>")
+
+
 def daily_volumes(w: Warehouse) -> str:
     daily = w.rows(
         "select cast(event_time as date) as day, event_type, count(*) as events "
@@ -455,7 +490,7 @@ def features_used(w: Warehouse) -> str:
 
 def threshold(w: Warehouse) -> str:
     curve = w.rows(
-        "select min_events, users_evaluated, agreement, shoppers_reaching, reliable_share, is_recommended, "
+        "select min_events, users_evaluated, agreement, shoppers_reaching, reliable_share, is_reliable, is_recommended, "
         f"is_current_setting from segment_threshold_curve where model_version = {latest('segment_threshold_curve')} "
         "order by min_events",
         "segment_threshold_curve", what="threshold curve",
@@ -473,9 +508,13 @@ def threshold(w: Warehouse) -> str:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     recommended = curve[curve["is_recommended"].astype(bool)]["min_events"].tolist()
+    if recommended:
+        best = f"The measured best trade-off is {', '.join(str(int(v)) for v in recommended)} events"
+    else:
+        best = ("No number of events gives a reliable assignment: fewer than 7 shoppers in 10 keep their "
+                "segment at every threshold measured, so segments of individual shoppers should not be acted on")
     text = (f"A shopper is segmented once they have enough events. With few events the segment is unreliable; "
-            f"with a high threshold few shoppers qualify. The measured best trade-off is "
-            f"{', '.join(str(int(v)) for v in recommended) or 'not determined'} events; the current setting is "
+            f"with a high threshold few shoppers qualify. {best}; the current setting is "
             f"{', '.join(str(int(v)) for v in current['min_events']) or 'outside the curve'}.")
     return f"<p>{esc(text)}</p>" + figure_html(fig, "Minimum-events threshold curve")
 
@@ -863,6 +902,8 @@ img.plot { max-width: 100%; display: block; margin: 8px 0; }
 .columns { display: grid; grid-template-columns: 1fr 1fr; gap: 18px; }
 .traits { color: #374151; font-size: 13px; } .rules code { font-size: 12px; white-space: normal; }
 .actions { background: #f3faf4; border-radius: 6px; padding: 10px 10px 10px 28px; }
+.verdict { border-radius: 6px; padding: 12px 16px; margin: 12px 0; font-size: 15px; }
+.verdict-clear { background: #ecfdf3; } .verdict-weak { background: #fff8e6; } .verdict-none { background: #fdecec; }
 footer { color: #6b7280; font-size: 12px; margin-top: 40px; }
 @media (max-width: 800px) { .columns { grid-template-columns: 1fr; } }
 """
@@ -896,6 +937,7 @@ def build_html(w: Warehouse, pca_sample: int) -> Report:
         f"<p>Who our shoppers are, from their browsing and buying habits. Generated {esc(generated)} from "
         f"{esc(w.location)}.</p>",
         '<nav><a href="#data">The data</a><a href="#method">The method</a><a href="#segments">The segments</a></nav>',
+        report.block("Are there segments?", lambda: structure_verdict(w), level=2),
         report.block("Key figures", lambda: key_figures(w), level=2),
         '<h2 id="data">The data: what shoppers did</h2>',
         report.block("Events per day", lambda: daily_volumes(w)),

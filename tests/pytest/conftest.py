@@ -96,7 +96,8 @@ def real_warehouse(tmp_path_factory) -> Warehouse:
 
 @pytest.fixture(scope="session")
 def demo_events(tmp_path_factory):
-    """A small generated demo: two weeks around Black Friday, daily files, with planted archetypes."""
+    """A small generated demo: two weeks around Black Friday, daily files, every shopper a planted
+    archetype (the `planted` world: the archetype recovery and stability tests rely on it)."""
     from shopper_segments.generator import generate_events
 
     return generate_events(
@@ -109,6 +110,7 @@ def demo_events(tmp_path_factory):
         gzip=True,
         progress=False,
         defect_rate=0.002,
+        world="planted",
     )
 
 

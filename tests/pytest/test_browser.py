@@ -121,5 +121,5 @@ def test_dbt_docs_overview_is_the_catalogue_front_page(chromium, docs_site, tmp_
     dom, errors = browse(chromium, f"{docs_site}/index.html#!/overview", tmp_path, "--dump-dom")
     assert errors == []
     for text in ["shopper-segments: the data catalogue", "Where to start (BI team)", "Refresh cadence",
-                 "docs/gdpr.md"]:
+                 "docs/gdpr.md", "First: are there segments at all?", "assert_segment_structure_is_clear"]:
         assert text in dom, text

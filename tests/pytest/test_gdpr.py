@@ -27,7 +27,7 @@ def lake(tmp_path_factory):
     """Generated daily files with defects (so erased shoppers also have rejected lines) + the real heads."""
     folder = tmp_path_factory.mktemp("gdpr_lake")
     generated = generate_events(folder / "generated", users=800, start="2019-11-27", days=4, seed=21,
-                                split="day", gzip=False, progress=False, defect_rate=0.01)
+                                split="day", gzip=False, progress=False, defect_rate=0.01, world="planted")
     lake = folder / "lake"
     lake.mkdir()
     for path in [*generated.files[:3], OCTOBER_HEAD]:

@@ -12,7 +12,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from shopper_segments.generator import ARCHETYPES, GeneratedEvents, add_arguments, generate_events, run
+from shopper_segments import calibration
+from shopper_segments.generator import (
+    ARCHETYPES,
+    BACKGROUND,
+    CALIBRATED_ARCHETYPE_SHARE,
+    GeneratedEvents,
+    add_arguments,
+    generate_events,
+    run,
+)
 
 HEADER = "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session"
 LINE = re.compile(
@@ -50,7 +59,8 @@ def read_events(files: list[Path], header: bool = True) -> pd.DataFrame:
 def generated(tmp_path_factory: pytest.TempPathFactory) -> GeneratedEvents:
     """Nov 1 - Dec 10 2019 (two month files, contains Black Friday to Cyber Monday), uncompressed."""
     out = tmp_path_factory.mktemp("month")
-    return generate_events(out, users=USERS, start="2019-11-01", days=40, seed=7, gzip=False, progress=False)
+    return generate_events(out, users=USERS, start="2019-11-01", days=40, seed=7, gzip=False, progress=False,
+                           world="planted")
 
 
 @pytest.fixture(scope="module")
@@ -310,3 +320,76 @@ def test_defect_rate_injects_each_kind_of_real_world_defect(tmp_path: Path) -> N
     assert damaged.events - clean.events == duplicates
     # About 1% of the lines, split over the four kinds.
     assert 0.005 < (truncated + negative + no_session + duplicates) / clean.events < 0.02
+
+
+# --------------------------------------------------------------------------------------------------
+# The calibrated world, the world with no segments and the cosmetics flavour (docs/calibration.md)
+# --------------------------------------------------------------------------------------------------
+
+CALIBRATION_USERS = 20_000  # the scale of the table in docs/calibration.md (about 2 s to generate)
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory: pytest.TempPathFactory) -> GeneratedEvents:
+    """A month of the default (calibrated) world, as `segments generate` writes it."""
+    return generate_events(tmp_path_factory.mktemp("calibrated"), users=CALIBRATION_USERS, start="2019-10-01",
+                           days=31, seed=42, gzip=False, progress=False)
+
+
+def test_calibrated_world_matches_every_target_within_ten_percent(calibrated: GeneratedEvents) -> None:
+    figures = calibration.generated_figures(calibrated.files)
+    off = {figure: (value, target) for figure, target, value, _ in calibration.calibration_table(figures)
+           if abs(value / target - 1.0) > 0.10}
+    assert not off, off
+    # The real multi-category store logs no remove_from_cart; most shoppers come one to three times.
+    assert figures["remove_share"] == 0.0
+    assert figures["shoppers_with_1_to_3_sessions"] > 0.6
+
+
+def test_calibrated_world_plants_a_minority_of_archetypes_among_background_shoppers(
+        calibrated: GeneratedEvents) -> None:
+    truth = pd.read_csv(calibrated.truth_file)
+    shares = truth["archetype"].value_counts(normalize=True)
+    assert set(shares.index) == {*ARCHETYPES, BACKGROUND}
+    assert shares[BACKGROUND] == pytest.approx(1 - CALIBRATED_ARCHETYPE_SHARE, abs=0.01)
+    for archetype in ARCHETYPES:  # equal parts of the planted minority
+        assert shares[archetype] == pytest.approx(CALIBRATED_ARCHETYPE_SHARE / len(ARCHETYPES), rel=0.2)
+
+
+def test_no_segment_world_has_only_background_shoppers_with_the_real_shape(tmp_path: Path) -> None:
+    result = generate_events(tmp_path, users=CALIBRATION_USERS, start="2019-10-01", days=31, seed=42, gzip=False,
+                             progress=False, world="no_segments")
+    truth = pd.read_csv(result.truth_file)
+    assert set(truth["archetype"]) == {BACKGROUND} and len(truth) == CALIBRATION_USERS
+    figures = calibration.generated_figures(result.files)
+    # The shape within 10 %, the catalogue marginals within 15 % (docs/calibration.md). Buying does not
+    # depend on the shopper here (no segments), so the same purchases spread over more buyers.
+    tolerance = {t.figure: 0.15 if t.source == calibration.REAL_SAMPLE else 0.10 for t in calibration.TARGETS}
+    off = {figure: (value, target) for figure, target, value, _ in calibration.calibration_table(figures)
+           if figure != "buyer_share" and abs(value / target - 1.0) > tolerance[figure]}
+    assert not off, off
+    assert 0.11 < figures["buyer_share"] < 0.25
+    assert figures["remove_share"] == 0.0
+
+
+def test_cosmetics_flavour_logs_removals_in_a_fifth_of_its_events(tmp_path: Path) -> None:
+    result = generate_events(tmp_path, users=CALIBRATION_USERS, start="2019-10-01", days=31, seed=42,
+                             gzip=False, progress=False, flavour="cosmetics")
+    figures = calibration.generated_figures(result.files)
+    (target,) = calibration.COSMETICS_TARGETS
+    assert figures["remove_share"] == pytest.approx(target.value, rel=0.10)
+
+
+def test_world_and_flavour_options_are_checked_and_on_the_command_line(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="world must be one of"):
+        generate_events(tmp_path, users=10, world="flat")
+    with pytest.raises(ValueError, match="flavour must be one of"):
+        generate_events(tmp_path, users=10, flavour="grocery")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    defaults = parser.parse_args([])
+    assert (defaults.world, defaults.flavour) == ("calibrated", "multi_category")
+    args = parser.parse_args(["--out", str(tmp_path), "--users", "50", "--days", "2", "--no-progress",
+                              "--world", "no_segments"])
+    assert run(args) == 0
+    assert set(pd.read_csv(tmp_path / "truth" / "user_archetypes.csv")["archetype"]) == {BACKGROUND}

@@ -62,7 +62,7 @@ def build_etl(warehouse: Warehouse, *extra: str) -> None:
 def daily_files(tmp_path_factory):
     """Six daily files across the October/November boundary, with real-world defects."""
     return generate_events(tmp_path_factory.mktemp("daily"), users=1200, start="2019-10-29", days=6, seed=11,
-                           split="day", gzip=True, progress=False, defect_rate=0.003).files
+                           split="day", gzip=True, progress=False, defect_rate=0.003, world="planted").files
 
 
 def arrival(daily_files, lake):

@@ -21,7 +21,7 @@ from conftest import NOVEMBER_HEAD, Warehouse
 def retrained(tmp_path_factory):
     generated = generate_events(
         tmp_path_factory.mktemp("stability_events"), users=3000, start="2019-11-25", days=14, seed=11,
-        split="day", gzip=True, progress=False,
+        split="day", gzip=True, progress=False, world="planted",
     )
     landing = tmp_path_factory.mktemp("stability_landing")
     for path in generated.files[:-1]:

@@ -176,7 +176,7 @@ def test_choose_k_breaks_silhouette_ties_by_stability_then_keeps_the_previous_k(
     assert model_selection.choose_k(flat, settings).k == 6
 
 
-def test_names_follow_the_centroids_and_a_weak_match_stays_unnamed():
+def test_names_follow_the_centroids_and_a_weak_match_gets_a_descriptive_name():
     profiles = pd.DataFrame(
         [
             (1, "night_share", 1.8), (1, "sessions", 0.1),
@@ -189,7 +189,9 @@ def test_names_follow_the_centroids_and_a_weak_match_stays_unnamed():
     profiles["distinctive_rank"] = np.where(profiles["centroid_z"].abs() >= 0.5, 1.0, np.nan)
     named = naming.name_segments(profiles, PERSONAS, TRAITS, kept={}, min_score=0.5).set_index("segment_id")
     assert named.loc[1, "persona_key"] == "owl" and named.loc[2, "persona_key"] == "regular"
-    assert named.loc[3, "persona_key"] == "unnamed" and named.loc[3, "segment_name"] == "Segment 3"
+    # No persona fits segment 3: it is named after its strongest trait, never "Segment 3".
+    assert named.loc[3, "persona_key"] == "descriptive" and named.loc[3, "segment_name"] == "Frequent visitors"
+    assert named.loc[3, "marketing_action"].startswith("Reward return visits")
     assert "higher night share (+1.8 SD)" in named.loc[1, "distinctive_traits"]
     # A continued segment keeps its persona while it still fits, even if another would score higher.
     kept = naming.name_segments(profiles, PERSONAS, TRAITS, kept={2: "owl", 1: "regular"}, min_score=0.5)
@@ -213,6 +215,10 @@ def test_threshold_recommendation_and_rule_text():
         {"min_events": 10, "reliable_share": 0.55},
     ]
     assert evaluation.recommended_threshold(rows) == 5  # a tie at three decimals goes to the smaller n
+    # Only a reliable n can be recommended; when none is, the curve recommends nothing.
+    flagged = [dict(r, is_reliable=r["min_events"] >= 8) for r in rows]
+    assert evaluation.recommended_threshold(flagged) == 8
+    assert evaluation.recommended_threshold([dict(r, is_reliable=False) for r in rows]) is None
     text = evaluation.rule_text([("a", ">", 1.0), ("b", "<=", 2.0), ("a", ">", 1.5), ("a", "<=", 4.0)])
     assert text == "1.5 < a <= 4 and b <= 2"
 
@@ -260,3 +266,29 @@ def test_cv_strata_spread_extreme_shoppers_and_keep_five_folds():
     assert len(set(strata[:10])) == 1 and strata[0] != strata[10]
     assert strata[50] == strata[60]
     assert evaluation.cv_strata(np.repeat([1, 2], [3, 50]), np.zeros(53, bool), 5)[1] == 3
+
+
+def test_no_persona_without_structure_nor_when_a_defining_trait_is_missed():
+    profiles = pd.DataFrame(
+        [
+            (1, "night_share", 1.8), (1, "sessions", 0.1),
+            (2, "night_share", -0.3), (2, "sessions", 1.5),
+            (3, "night_share", 1.6), (3, "sessions", 1.4),
+        ],
+        columns=["segment_id", "feature_name", "centroid_z"],
+    )
+    profiles["label"] = profiles["feature_name"].str.replace("_", " ")
+    profiles["distinctive_rank"] = np.where(profiles["centroid_z"].abs() >= 0.5, 1.0, np.nan)
+    two_traits = pd.concat([TRAITS, pd.DataFrame({"persona_key": ["owl"], "feature_name": ["sessions"],
+                                                   "weight": [-1.0]})])
+    # The owl persona now needs few visits too. Segment 1 scores 0.9 - 0.05 >= 0.5 but visits +0.1 SD
+    # is not 0.25 SD below the population: a defining trait missed by the margin.
+    named = naming.name_segments(profiles, PERSONAS, two_traits, kept={}, min_score=0.5).set_index("segment_id")
+    assert named.loc[1, "persona_key"] == "descriptive"  # a defining trait missed by the margin
+    assert named.loc[2, "persona_key"] == "regular"
+    # The verdict `none` removes every persona, and names stay unique within the version.
+    flat = naming.name_segments(profiles, PERSONAS, TRAITS, kept={2: "regular"}, min_score=0.5, verdict="none")
+    assert set(flat["persona_key"]) == {"descriptive"} and flat["segment_name"].is_unique
+    assert not flat["segment_name"].str.startswith("Segment").any()
+    assert set(flat["segment_name"]) == {"Night-time shoppers (sessions +0.1 SD)", "Frequent visitors",
+                                         "Night-time shoppers (sessions +1.4 SD)"}

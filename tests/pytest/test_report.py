@@ -14,7 +14,7 @@ import pytest
 from conftest import PROJECT, Warehouse
 
 SECTIONS = [
-    "Key figures", "Events per day", "Funnel: view, cart, purchase", "Prices", "Category mix", "Missing values",
+    "Are there segments?", "Key figures", "Events per day", "Funnel: view, cart, purchase", "Prices", "Category mix", "Missing values",
     "Outliers and rejected lines", "Features used", "Minimum-events threshold", "Preprocessing",
     "Choosing the number of segments (k)", "Model quality", "Cross-validation", "Method comparison",
 ]
@@ -125,7 +125,7 @@ def test_label_catalogue_in_the_docs_matches_the_personas_seed():
     with open(PROJECT / "seeds" / "segment_personas.csv", newline="") as handle:
         personas = [[r["segment_name"], r["persona_key"], r["description"], r["marketing_action"]]
                     for r in csv.DictReader(handle)]
-    from shopper_segments.naming import UNNAMED_ACTION
+    from shopper_segments.naming import DESCRIPTIVE
 
     assert rows[:-1] == personas
-    assert rows[-1][:2] == ["Segment N", "unnamed"] and rows[-1][3] == UNNAMED_ACTION
+    assert rows[-1][1] == DESCRIPTIVE and "strongest trait" in rows[-1][0]
