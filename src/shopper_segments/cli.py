@@ -214,8 +214,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             status = fit_outside_dbt(args.retrain, _dbt_vars(dbt_args))
         if status == 0:
             status = run_dbt(["build", "--select", FITTED_CONSUMERS, *dbt_args])
-    if status == 0 and landing is not None:
-        status = report_quarantine(landing)
+    if landing is not None:
+        quarantine_status = report_quarantine(landing)  # said whatever dbt did; dbt's failure code comes first
+        status = status or quarantine_status
     where = settings.duckdb_path() if target == "duckdb" else f"target {target}"
     print(f"Main job finished in {time.perf_counter() - started:.0f} s with exit code {status}; warehouse: {where}")
     return status
