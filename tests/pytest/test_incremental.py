@@ -125,25 +125,37 @@ def test_re_runs_and_repeated_files_count_nothing_twice(tmp_path, daily_files):
     assert audit.status.item() == "duplicate_content" and audit.rows_read.item() == 0
 
 
-def test_a_broken_file_leaves_the_warehouse_usable_and_the_next_run_continues(tmp_path, daily_files):
+def test_a_broken_file_is_quarantined_the_others_are_built_and_a_fixed_file_is_retried(tmp_path, daily_files):
     lake = tmp_path / "lake"
     lake.mkdir()
     shutil.copy(daily_files[0], lake / daily_files[0].name)
     warehouse = Warehouse(tmp_path / "wh")
     warehouse.segments("run", "--events", str(lake))
-    before = warehouse.digest()
 
+    # A truncated file sorted before a good new one: the good one is landed and built all the same.
     truncated = gzip.compress(gzip.decompress(daily_files[1].read_bytes()))[:-5000]
     (lake / daily_files[1].name).write_bytes(truncated)
+    shutil.copy(daily_files[2], lake / daily_files[2].name)
     failed = warehouse.segments("run", "--events", str(lake), check=False)
-    assert failed.returncode != 0
-    assert f"{daily_files[1].name}: truncated gzip file" in failed.stderr
-    assert warehouse.digest() == before
-    assert warehouse.scalar("select count(*) from user_segments") > 0  # still usable
+    assert failed.returncode == 2
+    assert "ERROR: 1 event file(s) quarantined" in failed.stderr
+    assert f"event file {daily_files[1].name}: truncated gzip file" in failed.stderr
+    audit = warehouse.df("select file_name, status, status_reason, rows_read, rows_accepted from stg_event_loads "
+                         "order by load_id")
+    assert audit.file_name.tolist() == [daily_files[0].name, daily_files[1].name, daily_files[2].name]
+    assert audit.status.tolist() == ["loaded", "quarantined", "loaded"]
+    assert audit.status_reason[1].startswith("truncated gzip file") and audit.rows_read[1] == 0
+    assert audit.rows_accepted[2] > 0  # the file after the broken one was built
+    days = warehouse.scalar("select count(distinct cast(event_time as date)) from stg_events")
+    assert days == 2 and warehouse.scalar("select count(*) from user_segments") > 0
 
-    shutil.copy(daily_files[1], lake / daily_files[1].name)  # the file is fixed
+    unchanged = warehouse.segments("load", "--events", str(lake), check=False)
+    assert unchanged.returncode == 2 and "still quarantined, content unchanged" in unchanged.stderr
+
+    shutil.copy(daily_files[1], lake / daily_files[1].name)  # the file is fixed: retried, landed, built
     warehouse.segments("run", "--events", str(lake))
-    assert warehouse.scalar("select count(*) from stg_event_loads") == 2
+    statuses = warehouse.df("select file_name, status from stg_event_loads order by load_id").values.tolist()
+    assert statuses[-1] == [daily_files[1].name, "loaded"] and len(statuses) == 4
 
 
 KILL_POINTS = [

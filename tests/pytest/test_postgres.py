@@ -197,7 +197,7 @@ def test_postgres_lands_the_same_lines_as_duckdb(real_warehouse, pg_real):
 
 
 def test_postgres_loader_rules(postgres, tmp_path):
-    """Idempotent by name + content; same content under another name; changed or broken files stop."""
+    """Idempotent by name + content; same content under another name; changed or broken files are quarantined."""
     warehouse = PostgresWarehouse(postgres, "loader_rules", tmp_path / "cli")
     lake = tmp_path / "lake"
     lake.mkdir()
@@ -221,14 +221,15 @@ def test_postgres_loader_rules(postgres, tmp_path):
     changed = warehouse.segments("load", "--events", str(lake), check=False)
     assert changed.returncode == 2
     assert "2019-11-01.csv: already loaded (load 1) with different content" in changed.stderr
-    (lake / "2019-11-01.csv").write_text(text)
+    (lake / "2019-11-01.csv").write_text(text)  # the original content is back: nothing more to do
 
     (lake / "2019-11-03.csv.gz").write_bytes(gzip.compress(text.encode() * 50)[:-200])
     broken = warehouse.segments("load", "--events", str(lake), check=False)
     assert broken.returncode == 2 and "2019-11-03.csv.gz: truncated gzip file" in broken.stderr
     assert warehouse.scalar("select count(*) from raw.event_lines") == before
     assert warehouse.df("select file_name, status from raw.event_files order by load_id").values.tolist() == [
-        ["2019-11-01.csv", "loaded"], ["2019-11-02.csv.gz", "loaded"], ["renamed.csv", "duplicate_content"]
+        ["2019-11-01.csv", "loaded"], ["2019-11-02.csv.gz", "loaded"], ["renamed.csv", "duplicate_content"],
+        ["2019-11-01.csv", "quarantined"], ["2019-11-03.csv.gz", "quarantined"],
     ]
 
 
