@@ -47,6 +47,7 @@ def dbt_env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("DBT_PROFILES_DIR", str(settings.project_dir() / "profiles"))
     env["SEGMENTS_DUCKDB_PATH"] = str(settings.duckdb_path())
+    env["SEGMENTS_PRIVACY_DUCKDB_PATH"] = str(settings.privacy_duckdb_path())
     env.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     return env
 
@@ -54,6 +55,10 @@ def dbt_env() -> dict[str, str]:
 def run_dbt(args: list[str]) -> int:
     """Run dbt in the project folder; returns its exit code."""
     command = [_dbt_executable(), *args]
+    if settings.target() == "duckdb":
+        from .privacy import ensure_private_file
+
+        ensure_private_file(settings.privacy_duckdb_path())
     print("$ dbt " + " ".join(args), flush=True)
     return subprocess.call(command, cwd=settings.project_dir(), env=dbt_env())
 
@@ -134,24 +139,29 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return fit_outside_dbt(args.retrain, cli_vars)
 
 
-def _privacy_store():
+def _privacy_store(operation: str = "ensure_privacy_tables", dbt_vars: dict | None = None):
+    """The privacy schema, after `dbt run-operation <operation>` has created its tables."""
     from .privacy import PrivacyStore
 
-    if run_dbt(["run-operation", "ensure_privacy_tables"]) != 0:
-        raise SystemExit("Cannot create the privacy schema (dbt run-operation ensure_privacy_tables failed)")
-    return PrivacyStore(settings.target(), settings.duckdb_path(), settings.privacy_schema())
+    if run_dbt(["run-operation", operation, *(["--vars", json.dumps(dbt_vars)] if dbt_vars else [])]) != 0:
+        raise SystemExit(f"ERROR: the privacy check failed (dbt run-operation {operation}, see above); "
+                         "nothing was landed or written.")
+    return PrivacyStore(settings.target(), settings.privacy_duckdb_path(), settings.privacy_schema())
 
 
-def store_pseudonymisation_key(rotate: bool) -> int:
-    """Put SEGMENTS_PSEUDONYMISATION_KEY where the SQL reads it (never in SQL text or logs)."""
+def prepare_privacy(rotate: bool, dbt_vars: dict) -> int:
+    """Before a run lands anything: the run's privacy settings must be the warehouse's, and
+    SEGMENTS_PSEUDONYMISATION_KEY (when set) the key it was built with, unless rotating. The key goes
+    where the SQL reads it (the privacy schema), never into SQL text or logs."""
     from .privacy import KeyChangedError, store_pseudonymisation_key as store
 
     key = os.environ.get("SEGMENTS_PSEUDONYMISATION_KEY", "")
-    if not key:
-        return 0
-    privacy = _privacy_store()
+    if rotate and not key:
+        print("ERROR: --rotate-key needs the new key in SEGMENTS_PSEUDONYMISATION_KEY.", file=sys.stderr)
+        return 2
+    privacy = _privacy_store("prepare_privacy", dbt_vars)
     try:
-        if store(privacy.execute, privacy.schema, key, replace=rotate):
+        if key and store(privacy.execute, privacy.schema, key, replace=rotate):
             print("Pseudonymisation key stored in the privacy schema.")
         privacy.commit()
     except KeyChangedError as error:
@@ -162,13 +172,29 @@ def store_pseudonymisation_key(rotate: bool) -> int:
     return 0
 
 
+def compact_after_erasure() -> None:
+    """On DuckDB, rewrite the warehouse file once erasures have been applied (docs/gdpr.md)."""
+    from .privacy import compact_duckdb_file, erasures_to_compact
+
+    warehouse, privacy_file = settings.duckdb_path(), settings.privacy_duckdb_path()
+    applied = erasures_to_compact(warehouse, privacy_file, settings.privacy_schema())
+    if applied is not None:
+        started = time.perf_counter()
+        compact_duckdb_file(warehouse, privacy_file, settings.privacy_schema(), applied)
+        print(f"Erasure applied: {warehouse} rewritten without the deleted rows' bytes "
+              f"in {time.perf_counter() - started:.0f} s")
+
+
 def cmd_erase(args: argparse.Namespace) -> int:
-    from .privacy import record_erasure
+    from .privacy import RequestIdReusedError, record_erasure
 
     privacy = _privacy_store()
     try:
         new = record_erasure(privacy.execute, privacy.schema, args.request_id, args.user_id)
         privacy.commit()
+    except RequestIdReusedError as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return 2
     finally:
         privacy.close()
     print(f"Erasure request {args.request_id} {'recorded' if new else 'was already recorded'}: "
@@ -196,17 +222,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     target = settings.target()
     dbt_args = args.dbt_args[1:] if args.dbt_args[:1] == ["--"] else args.dbt_args
+    rotate = getattr(args, "rotate_key", False)
+    status = prepare_privacy(rotate, _dbt_vars(dbt_args))
+    if status:
+        return status
+    if rotate and "--full-refresh" not in dbt_args:
+        # Every pseudonym changes: every layer is rebuilt under the new key (docs/gdpr.md).
+        dbt_args = [*dbt_args, "--full-refresh"]
     landing = None
     if target == "redshift":
         print("On Redshift, event files are landed by COPY from S3 (docs/deployment.md): no `segments load`.")
     else:
         landing = land_files(args)  # quarantined files do not stop the others from being built
-    status = store_pseudonymisation_key(getattr(args, "rotate_key", False))
-    if status:
-        return status
     if target == "duckdb":
         retrain = ["--vars", "{retrain: true}"] if args.retrain else []
         status = run_dbt(["build", *retrain, *dbt_args])
+        # Also after a failed test: what the models erased must leave the file's bytes.
+        compact_after_erasure()
     else:
         # No dbt Python models here: build up to the features, fit, then score and report in SQL.
         status = run_dbt(["build", "--exclude", FITTED_CONSUMERS, *dbt_args])
@@ -296,7 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--events", help="a file, a folder or a glob (default: $SEGMENTS_EVENTS or data/events/demo)")
     run.add_argument("--retrain", action="store_true", help="fit a new model version on the current data")
     run.add_argument("--rotate-key", action="store_true",
-                     help="accept a new SEGMENTS_PSEUDONYMISATION_KEY (then also pass -- --full-refresh)")
+                     help="rotate the pseudonymisation key: store the new SEGMENTS_PSEUDONYMISATION_KEY and "
+                          "rebuild every layer under it (implies dbt's --full-refresh; docs/gdpr.md)")
     run.add_argument("dbt_args", nargs=argparse.REMAINDER,
                      help="extra arguments for dbt build, after -- (e.g. -- --vars '{n_segments: 5}')")
     run.set_defaults(func=cmd_run)
