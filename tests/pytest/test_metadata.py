@@ -108,8 +108,6 @@ def test_no_dbt_deprecation_outside_the_python_models(deprecations):
     assert elsewhere == [], "\n".join(elsewhere)
 
 
-@pytest.mark.xfail(strict=True, reason="custom config keys of the Python models (k_min, k_max, ...): the "
-                                       "modelfit change moves them; then remove this marker")
 def test_no_dbt_deprecation_in_the_python_models(deprecations):
     in_python_models = [d for d in deprecations if "python_models/" in d]
     assert in_python_models == [], "\n".join(in_python_models)
