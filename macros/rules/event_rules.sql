@@ -61,7 +61,7 @@
 {% macro field_count(line) -%}
     case
         when {{ is_quoted_csv_line(line) }}
-            then {{ comma_count(regexp_remove_all(line, csv_quoted_field_pattern())) }} + 1
+            then {{ comma_count(regex_replace_all(line, csv_quoted_field_pattern(), '')) }} + 1
         else {{ comma_count(line) }} + 1
     end
 {%- endmacro %}
@@ -119,21 +119,6 @@
             then replace(substring({{ field }}, 2, length({{ field }}) - 2), '""', '"')
         else {{ field }}
     end
-{%- endmacro %}
-
-
-{#- `text` with every match of `pattern` removed. -#}
-{% macro regexp_remove_all(text, pattern) -%}
-    {{ return(adapter.dispatch('regexp_remove_all', 'shopper_segments')(text, pattern)) }}
-{%- endmacro %}
-
-{% macro default__regexp_remove_all(text, pattern) -%}
-    regexp_replace({{ text }}, '{{ pattern }}', '', 'g')
-{%- endmacro %}
-
-{#- Redshift's REGEXP_REPLACE replaces every match; its fourth argument is a position. -#}
-{% macro redshift__regexp_remove_all(text, pattern) -%}
-    regexp_replace({{ text }}, '{{ pattern }}', '')
 {%- endmacro %}
 
 
