@@ -41,7 +41,7 @@ OFFLINE_MACROS = """
 OFFLINE_SCORING = """
 {{ segment_scores(
     {'version': 3, 'features': ['sessions', 'active_days', 'view_to_cart_rate'], 'components': [1, 2],
-     'segments': [1, 2, 3]},
+     'segments': [1, 2, 3], 'min_events': 8},
     ref('user_features')
 ) }}
 """
