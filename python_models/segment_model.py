@@ -20,26 +20,20 @@ def model(dbt, session):
     meta = dbt.config.get("meta")
     settings = modeling.FitSettings.from_model_meta(meta)
 
-    latest_version, latest_fingerprint, previous = None, None, None
+    previous = None
     if dbt.is_incremental:
         previous = session.sql(
             f"select * from {dbt.this} where model_version = (select max(model_version) from {dbt.this})"
         ).df()
         if len(previous) and not modeling.retrain_requested(meta):
             return modeling.empty_params()
-        fingerprint = previous[(previous.param_group == "config") & (previous.param_name == "fingerprint")]
-        if len(fingerprint):
-            latest_version, latest_fingerprint = int(fingerprint.model_version.iloc[0]), fingerprint.text_value.iloc[0]
-        if not len(previous):
-            previous = None
+    latest_version, latest_fingerprint, previous = modeling.current_version(previous)
 
     features = dbt.ref("user_features")
     eligible = features.filter(f"events >= {settings.min_events}").project("user_id").fetchnumpy()["user_id"]
-    shortfall = modeling.too_few_to_fit(len(eligible), settings)
-    if shortfall:
-        kept = (f"model version {latest_version} stays current" if latest_version
-                else "no model fitted, every shopper stays not_enough_history")
-        print(f"segment_model: {shortfall}: {kept}; lower min_events or land more events.", flush=True)
+    no_fit = modeling.no_fit_message(len(eligible), settings, latest_version)
+    if no_fit:
+        print(no_fit, flush=True)
         return modeling.empty_params()
     inputs = modeling.TrainingInputs(
         eligible_user_ids=eligible,

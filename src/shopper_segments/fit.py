@@ -126,7 +126,7 @@ def fit_segment_model(ctx: FitContext) -> pd.DataFrame:
     """
     config = ctx.config("segment_model")
     fit_settings = modeling.FitSettings.from_model_meta(config.get("meta"))
-    latest_version, latest_fingerprint, previous = None, None, None
+    previous = None
     if ctx.exists("segment_model"):
         relation = ctx.relation("segment_model")
         previous = ctx.query(
@@ -134,20 +134,14 @@ def fit_segment_model(ctx: FitContext) -> pd.DataFrame:
         )
         if len(previous) and not ctx.retrain(config):
             return modeling.empty_params()
-        fingerprint = previous[(previous.param_group == "config") & (previous.param_name == "fingerprint")]
-        if len(fingerprint):
-            latest_version, latest_fingerprint = int(fingerprint.model_version.iloc[0]), fingerprint.text_value.iloc[0]
-        if not len(previous):
-            previous = None
+    latest_version, latest_fingerprint, previous = modeling.current_version(previous)
 
     eligible = ctx.query(
         f"select user_id from {ctx.relation('user_features')} where events >= {fit_settings.min_events}"
     )["user_id"].to_numpy()
-    shortfall = modeling.too_few_to_fit(len(eligible), fit_settings)
-    if shortfall:
-        kept = (f"model version {latest_version} stays current" if latest_version
-                else "no model fitted, every shopper stays not_enough_history")
-        print(f"segment_model: {shortfall}: {kept}; lower min_events or land more events.", flush=True)
+    no_fit = modeling.no_fit_message(len(eligible), fit_settings, latest_version)
+    if no_fit:
+        print(no_fit, flush=True)
         return modeling.empty_params()
     inputs = modeling.TrainingInputs(
         eligible_user_ids=eligible,

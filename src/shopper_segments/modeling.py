@@ -152,6 +152,27 @@ def too_few_to_fit(eligible_users: int, settings: FitSettings) -> str | None:
     )
 
 
+def no_fit_message(eligible_users: int, settings: FitSettings, current_version: int | None) -> str | None:
+    """The run's one line when too few shoppers are eligible to fit (and what stays in force), or None."""
+    shortfall = too_few_to_fit(eligible_users, settings)
+    if not shortfall:
+        return None
+    kept = (f"model version {current_version} stays current" if current_version
+            else "no model fitted, every shopper stays not_enough_history")
+    return f"segment_model: {shortfall}: {kept}; lower min_events or land more events."
+
+
+def current_version(previous: pd.DataFrame | None) -> tuple[int | None, str | None, pd.DataFrame | None]:
+    """(version, training fingerprint, parameter rows) of the current model version, read from its
+    rows in segment_model; (None, None, None) when no version is fitted yet."""
+    if previous is None or not len(previous):
+        return None, None, None
+    fingerprint = previous[(previous.param_group == "config") & (previous.param_name == "fingerprint")]
+    if not len(fingerprint):
+        return None, None, previous
+    return int(fingerprint.model_version.iloc[0]), fingerprint.text_value.iloc[0], previous
+
+
 def feature_specs(feature_config: pd.DataFrame) -> list[FeatureSpec]:
     """The model's features from the seed segment_features (rows with in_model = true)."""
     used = feature_config[feature_config["in_model"].astype(str).str.lower() == "true"]
