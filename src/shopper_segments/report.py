@@ -861,7 +861,9 @@ def segments_part(w: Warehouse, report: Report) -> str:
         segments = segment_order(w)
     except Unavailable as reason:
         report.unavailable.append("Segments")
-        return note(f"Not available: {reason}. {report.no_model_reason or 'The model has not segmented anyone yet.'}")
+        if report.no_model_reason:
+            return note(f"Not available: {reason}. {report.no_model_reason}")
+        return note(f"Not available: {reason} (the model has not segmented anyone yet).")
     version = int(segments["model_version"].iloc[0])
     parts = [
         f"<p>Model version {version}: {len(segments)} segments. Each card below is an action plan for marketing "
