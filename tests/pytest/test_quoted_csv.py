@@ -47,7 +47,7 @@ def test_quoted_and_mixed_line_end_files_give_the_clean_files_rows(tmp_path):
                        "unit_test")
 
     def rows(file_name: str):
-        frame = warehouse.df(f"select {', '.join(FIELDS)} from base_event_lines where source_file = '{file_name}' "
+        frame = warehouse.df(f"select {', '.join(FIELDS)} from main_private.base_event_lines where source_file = '{file_name}' "
                              "order by line_number")
         valid = frame[frame.reject_reason.isna()]
         return valid.values.tolist(), frame[["line_number", "reject_reason"]].values.tolist()
@@ -60,7 +60,7 @@ def test_quoted_and_mixed_line_end_files_give_the_clean_files_rows(tmp_path):
     raw = warehouse.scalar("select raw_line from stg_events_rejected where source_file = 'quoted.csv'")
     assert raw == quoted_all(lines[-1])
 
-    hand_rows = warehouse.df(f"select {', '.join(FIELDS)} from base_event_lines where source_file = 'hand.csv' "
+    hand_rows = warehouse.df(f"select {', '.join(FIELDS)} from main_private.base_event_lines where source_file = 'hand.csv' "
                              "order by line_number").set_index("line_number")
     assert hand_rows.loc[1, "brand_text"] == "shiseido" and pd.isna(hand_rows.loc[1, "reject_reason"])
     assert hand_rows.loc[2, ["field_count", "category_code_text", "brand_text", "reject_reason"]].tolist() == [
