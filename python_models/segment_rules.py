@@ -4,11 +4,13 @@ Computed once, for the latest model version, in the build that fits it (then not
 the next version): shopper_segments.evaluation.segment_rules, shared with `segments fit`.
 """
 
-from shopper_segments import duckdb_inputs, evaluation
+from shopper_segments.duckdb_inputs import analysis_model
 
 
 def model(dbt, session):
-    dbt.config(materialized="incremental", incremental_strategy="append")
-    study = duckdb_inputs.study_inputs(session, dbt.ref("user_features"), dbt.ref("segment_features"))
-    analysed = duckdb_inputs.analysed_versions(dbt, session)
-    return evaluation.segment_rules(dbt.ref("segment_model").df(), analysed, study)
+    return analysis_model(
+        dbt, session, "segment_rules",
+        dbt.ref("segment_model"),
+        dbt.ref("user_features"),
+        dbt.ref("segment_features"),
+    )

@@ -206,3 +206,15 @@
     from nearest
     {%- endif -%}
 {%- endmacro %}
+
+
+{#- The user_features columns a segment is portrayed by (segment_profiles averages them; int_scored_shoppers
+    carries them). One list, so the portrait and its input cannot drift apart. -#}
+{% macro segment_profile_features() -%}
+    {{ return([
+        'events', 'sessions', 'active_days', 'purchases', 'revenue', 'view_to_cart_rate',
+        'cart_to_purchase_rate', 'cart_abandonment_rate', 'avg_viewed_price', 'distinct_categories',
+        'brand_loyalty', 'weekend_share', 'night_share', 'events_per_session',
+        'avg_session_duration_seconds', 'marketing_period_share', 'share_electronics', 'share_computers'
+    ]) }}
+{%- endmacro %}

@@ -1,27 +1,12 @@
 {#- One row per segment of the current model: size, share and the average shopper. -#}
 {{ config(materialized='table') }}
 
-{%- set profile_features = [
-    'events', 'sessions', 'active_days', 'purchases', 'revenue', 'view_to_cart_rate',
-    'cart_to_purchase_rate', 'cart_abandonment_rate', 'avg_viewed_price', 'distinct_categories',
-    'brand_loyalty', 'weekend_share', 'night_share', 'events_per_session',
-    'avg_session_duration_seconds', 'marketing_period_share', 'share_electronics', 'share_computers'
-] %}
+{%- set profile_features = segment_profile_features() %}
 
 with current_labels as (
     select *
     from {{ ref('segment_labels') }}
     where model_version = (select max(versions.model_version) from {{ ref('segment_labels') }} as versions)
-),
-
-scored as (
-    select
-        user_segments.segment_id,
-        user_features.*
-    from {{ ref('user_segments') }} as user_segments
-    inner join {{ ref('user_features') }} as user_features
-        on user_segments.user_id = user_features.user_id
-    where user_segments.segment_status = 'scored'
 ),
 
 segment_means as (
@@ -31,7 +16,7 @@ segment_means as (
             avg(cast({{ feature }} as {{ type_double() }})) as avg_{{ feature }},
         {%- endfor %}
         count(*) as users
-    from scored
+    from {{ ref('int_scored_shoppers') }}
     group by segment_id
 )
 
@@ -48,6 +33,6 @@ select
     cast(current_labels.marketing_action as {{ type_long_text() }}) as marketing_action,
     cast(current_labels.persona_key as varchar) as persona_key,
     cast(coalesce(segment_means.users, 0) as {{ dbt.type_bigint() }}) as users,
-    {{ safe_divide('coalesce(segment_means.users, 0)', '(select count(*) from scored)') }} as user_share
+    {{ safe_divide('coalesce(segment_means.users, 0)', '(select count(*) from ' ~ ref('int_scored_shoppers') ~ ')') }} as user_share
 from current_labels
 left join segment_means on current_labels.segment_id = segment_means.segment_id

@@ -1,18 +1,15 @@
 {#- One row per segment of the current model, ready for dashboards: who they are, how many, what
     they are worth and what marketing should do. Built from tables every warehouse has
-    (segment_profiles, user_segments, user_features), in portable SQL. -#}
+    (segment_profiles, int_scored_shoppers), in portable SQL. -#}
 {{ config(materialized='table') }}
 
 with scored as (
     select
-        user_segments.segment_id,
-        user_features.purchases,
-        user_features.orders,
-        coalesce(user_features.revenue, 0) as revenue
-    from {{ ref('user_segments') }} as user_segments
-    inner join {{ ref('user_features') }} as user_features
-        on user_segments.user_id = user_features.user_id
-    where user_segments.segment_status = 'scored'
+        segment_id,
+        purchases,
+        orders,
+        coalesce(revenue, 0) as revenue
+    from {{ ref('int_scored_shoppers') }}
 ),
 
 per_segment as (

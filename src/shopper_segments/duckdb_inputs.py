@@ -31,3 +31,33 @@ def analysed_versions(dbt, session) -> list[int]:
     if not dbt.is_incremental:
         return []
     return [int(v) for v in session.sql(f"select distinct model_version from {dbt.this}").fetchnumpy()["model_version"]]
+
+
+def analysis_model(dbt, session, analysis: str, fitted_params, user_features, feature_config,
+                   events=None, marketing_calendar=None, meta=None) -> pd.DataFrame:
+    """The body of every per-version analysis model (python_models/segment_<analysis>.py): read the
+    inputs lazily, skip the versions already analysed, return evaluation.<analysis>'s rows.
+
+    The model files keep only what dbt must read in them literally: their `dbt.ref(...)` calls (the
+    DAG) and `dbt.config.get(...)`; materialization and strategy are in _python_models.yml. The
+    threshold curve also re-derives features from sampled events (`events`, the calendar and the
+    night hours of `meta`).
+    """
+    from . import evaluation
+
+    study = study_inputs(session, user_features, feature_config)
+    extra = {}
+    if events is not None:
+        projected = events.project(THRESHOLD_CURVE_EVENT_COLUMNS)
+        extra = dict(
+            fetch_events=lambda user_ids: rows_of(session, projected, "user_id", user_ids),
+            marketing_calendar=marketing_calendar.df(),
+            night_hours=(int(meta["night_start_hour"]), int(meta["night_end_hour"])),
+        )
+    return getattr(evaluation, analysis)(fitted_params.df(), analysed_versions(dbt, session), study, **extra)
+
+
+# The stg_events columns the threshold curve recomputes features from.
+THRESHOLD_CURVE_EVENT_COLUMNS = (
+    "event_time, event_type, product_id, category_id, category_code, category_l1, brand, price, user_id, user_session"
+)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,12 +90,44 @@ class Warehouse:
         return digests
 
 
+def shared_temp_root(tmp_path_factory) -> Path:
+    """The folder every pytest-xdist worker of this session sees (the session's own without xdist)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@contextmanager
+def session_lock(tmp_path_factory, name: str):
+    """An exclusive lock shared by every worker of the session (one builder, the others wait)."""
+    with open(shared_temp_root(tmp_path_factory) / f"{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def built_once(tmp_path_factory, name: str, build: Callable[[Warehouse], None]) -> Warehouse:
+    """A warehouse built once per test session, even across pytest-xdist workers; each worker gets
+    its own copy of the files (tests may write to it, and DuckDB lets one process write a file)."""
+    pristine = Warehouse(shared_temp_root(tmp_path_factory) / f"built-{name}")
+    done = pristine.workdir / ".built"
+    with session_lock(tmp_path_factory, name):
+        if not done.exists():
+            shutil.rmtree(pristine.workdir, ignore_errors=True)  # a builder that failed midway
+            pristine.workdir.mkdir(parents=True)
+            build(pristine)
+            done.touch()
+    copy = Warehouse(tmp_path_factory.mktemp(name))
+    shutil.copytree(pristine.workdir, copy.workdir, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".built"))
+    return copy
+
+
 @pytest.fixture(scope="session")
 def real_warehouse(tmp_path_factory) -> Warehouse:
     """The main job on the real October head: load + dbt build."""
-    warehouse = Warehouse(tmp_path_factory.mktemp("real"))
-    warehouse.segments("run", "--events", str(OCTOBER_HEAD))
-    return warehouse
+    return built_once(tmp_path_factory, "real", lambda warehouse: warehouse.segments(
+        "run", "--events", str(OCTOBER_HEAD)))
 
 
 @pytest.fixture(scope="session")
@@ -117,7 +153,9 @@ def demo_events(tmp_path_factory):
 @pytest.fixture(scope="session")
 def demo_warehouse(tmp_path_factory, demo_events) -> Warehouse:
     """The main job on generated data (plus the header-less real November head)."""
-    warehouse = Warehouse(tmp_path_factory.mktemp("demo"))
-    warehouse.segments("load", "--events", str(NOVEMBER_HEAD))
-    warehouse.segments("run", "--events", str(demo_events.files[0].parent))
-    return warehouse
+
+    def build(warehouse: Warehouse) -> None:
+        warehouse.segments("load", "--events", str(NOVEMBER_HEAD))
+        warehouse.segments("run", "--events", str(demo_events.files[0].parent))
+
+    return built_once(tmp_path_factory, "demo", build)
