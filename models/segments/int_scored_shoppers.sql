@@ -6,10 +6,10 @@
 select
     user_segments.user_id,
     user_segments.segment_id,
-    user_features.orders,
     {%- for feature in segment_profile_features() %}
-        user_features.{{ feature }}{{ ',' if not loop.last }}
+        user_features.{{ feature }},
     {%- endfor %}
+    user_features.orders
 from {{ ref('user_segments') }} as user_segments
 inner join {{ ref('user_features') }} as user_features
     on user_segments.user_id = user_features.user_id

@@ -18,6 +18,11 @@ segment_means as (
         count(*) as users
     from {{ ref('int_scored_shoppers') }}
     group by segment_id
+),
+
+scored_total as (
+    select count(*) as users
+    from {{ ref('int_scored_shoppers') }}
 )
 
 select
@@ -33,6 +38,7 @@ select
     cast(current_labels.marketing_action as {{ type_long_text() }}) as marketing_action,
     cast(current_labels.persona_key as varchar) as persona_key,
     cast(coalesce(segment_means.users, 0) as {{ dbt.type_bigint() }}) as users,
-    {{ safe_divide('coalesce(segment_means.users, 0)', '(select count(*) from ' ~ ref('int_scored_shoppers') ~ ')') }} as user_share
+    {{ safe_divide('coalesce(segment_means.users, 0)', 'scored_total.users') }} as user_share
 from current_labels
+cross join scored_total
 left join segment_means on current_labels.segment_id = segment_means.segment_id
