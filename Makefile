@@ -6,11 +6,16 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 EVENTS ?= data/events/demo
 PYTEST_ARGS ?=
+# `make test` runs the test files on this many pytest-xdist workers (one file per worker at a time,
+# so a file's module fixtures are built once; the longest files first: tests/pytest/conftest.py).
+PYTEST_WORKERS ?= 2
+# What `make check` runs: lint + one real build (test_project), the model's unit tests.
+CHECK_TESTS ?= tests/pytest/test_project.py tests/pytest/test_model_units.py tests/pytest/test_structure.py
 # The container (docs/deployment.md): a base image made locally (no registry here), the image built on it.
 BASE_IMAGE ?= localhost/shopper-segments-base:bookworm
 IMAGE ?= shopper-segments
 
-.PHONY: setup demo run report docs docs-serve test lint clean image redshift-check
+.PHONY: setup demo run report docs docs-serve test check lint clean image redshift-check
 
 setup: $(VENV)/.installed
 
@@ -40,7 +45,12 @@ docs-serve: docs
 	$(BIN)/segments dbt -- docs serve --port 8080
 
 test: setup
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+
+# The edit loop (a few minutes): sqlfluff on the models, the unit tests of the Python library, and one
+# small real build (load + dbt build with its unit and data tests) of the real October sample.
+check: setup
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS) $(CHECK_TESTS)
 
 lint: setup
 	$(BIN)/sqlfluff lint models tests/dbt

@@ -125,9 +125,10 @@ def user_features(
     )
     s = sessions.groupby("user_id")
     f["sessions"] = s.size()
-    f["orders"] = s["purchases"].apply(lambda p: (p > 0).sum())
+    # Vectorised counts of sessions with a purchase / a cart (a per-group lambda is 100x slower).
+    f["orders"] = (sessions["purchases"] > 0).groupby(level="user_id").sum()
     f["avg_session_duration_seconds"] = s["duration"].mean()
-    cart_sessions = s["carts"].apply(lambda c: (c > 0).sum())
+    cart_sessions = (sessions["carts"] > 0).groupby(level="user_id").sum()
     abandoned = sessions[(sessions["carts"] > 0) & (sessions["purchases"] == 0)].groupby("user_id").size()
     f["cart_abandonment_rate"] = abandoned.reindex(f.index, fill_value=0) / cart_sessions.replace(0, np.nan)
     carted_by_user = carted.groupby("user_id")["bought"].agg(["size", "sum"])
