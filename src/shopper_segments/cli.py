@@ -255,7 +255,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .generator import generate_events
+    from .generate import generate_events
 
     out = settings.project_dir() / settings.DEFAULT_EVENTS
     # A few defective lines, as real files have, so the rejected table is not empty.
@@ -268,7 +268,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from . import generator
+    from . import generate as generator
 
     return generator.run(args)
 
@@ -344,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     generate = commands.add_parser("generate", help="write realistic demo event files")
-    from . import generator
+    from . import generate as generator
 
     generator.add_arguments(generate)
     generate.set_defaults(func=cmd_generate)

@@ -134,7 +134,7 @@ def real_warehouse(tmp_path_factory) -> Warehouse:
 def demo_events(tmp_path_factory):
     """A small generated demo: two weeks around Black Friday, daily files, every shopper a planted
     archetype (the `planted` world: the archetype recovery and stability tests rely on it)."""
-    from shopper_segments.generator import generate_events
+    from shopper_segments.generate import generate_events
 
     return generate_events(
         tmp_path_factory.mktemp("demo_events"),

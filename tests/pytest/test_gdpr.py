@@ -11,7 +11,7 @@ import pytest
 
 from conftest import OCTOBER_HEAD, Warehouse
 from shopper_segments import privacy
-from shopper_segments.generator import generate_events
+from shopper_segments.generate import generate_events
 
 PROJECT_SCHEMAS = ("main", "main_private", "raw")
 

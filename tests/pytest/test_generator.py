@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from shopper_segments import calibration
-from shopper_segments.generator import (
+from shopper_segments.generate import calibration
+from shopper_segments.generate import (
     ARCHETYPES,
     BACKGROUND,
     CALIBRATED_ARCHETYPE_SHARE,

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from conftest import PROJECT, Warehouse
-from shopper_segments.generator import generate_events
+from shopper_segments.generate import generate_events
 from shopper_segments.loader import EXPECTED_HEADER
 
 # Columns that record when a run happened: they differ between two warehouses built at different

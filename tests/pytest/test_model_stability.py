@@ -13,7 +13,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from shopper_segments import modeling
-from shopper_segments.generator import generate_events
+from shopper_segments.generate import generate_events
 from conftest import NOVEMBER_HEAD, Warehouse
 
 

@@ -17,7 +17,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from conftest import PROJECT, Warehouse
 from shopper_segments import modeling, reference_features
-from shopper_segments.generator import BACKGROUND, generate_events
+from shopper_segments.generate import BACKGROUND, generate_events
 
 NO_SEGMENT_USERS = 100_000
 # What the test builds of the project: the model and the marts the verdict is read from.

@@ -1,6 +1,6 @@
 """The calibrated world's targets and the figures a generation reaches (docs/calibration.md).
 
-    python -m shopper_segments.calibration --users 20000 [--flavour cosmetics]
+    python -m shopper_segments.generate.calibration --users 20000 [--flavour cosmetics]
 
 generates a month of the calibrated world in a scratch folder and prints the calibration table:
 each target, the generated figure and where the target comes from. The test suite checks every
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import duckdb
 
-SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "2019-Oct-head.csv"
+SAMPLE = Path(__file__).resolve().parents[3] / "data" / "sample" / "2019-Oct-head.csv"
 PUBLISHED = "published figures of the real October 2019 multi-category file (42.4 M events, 3.02 M shoppers, 9.24 M sessions)"
 PUBLISHED_FUNNEL = "published event-type mix of the real October 2019 multi-category file"
 ESTIMATE = "estimate for the real October 2019 file (issue 14)"
@@ -102,7 +102,8 @@ def calibration_table(figures: dict[str, float], targets=TARGETS) -> list[tuple[
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .generator import FLAVOURS, generate_events
+    from .events import generate_events
+    from .shoppers import FLAVOURS
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=20_000)

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import settings
+from .. import settings
 
 # dbt nodes grouped into the stages the report shows.
 STAGES = {
@@ -153,7 +153,7 @@ def pandas_reference(files: list[str]) -> int:
     """The same user features, the notebook way (whole files in memory)."""
     import pandas as pd
 
-    from . import reference_features
+    from .. import reference_features
 
     events = reference_features.read_events([Path(f) for f in files])
     calendar = pd.read_csv(settings.project_dir() / "seeds" / "marketing_calendar.csv", parse_dates=["calendar_date"])
@@ -176,7 +176,7 @@ def run_reference(name: str, worker: str, files: list[Path], events: int, memory
 
 def benchmark(users: int, days: int, start: str, seed: int, cache: Path, workdir: Path, pandas: bool,
               memory_cap_gb: float) -> dict:
-    from .generator import generate_events
+    from ..generate import generate_events
 
     generated = generate_events(cache, users=users, start=start, days=days, seed=seed, split="day", gzip=False,
                                 progress=True)
@@ -288,11 +288,3 @@ def _worker(argv: list[str]) -> int:
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     return {"bare": bare_scan, "pandas": pandas_reference}[args.worker](args.files)
 
-
-if __name__ == "__main__":
-    if "--worker" in sys.argv:
-        sys.exit(_worker(sys.argv[1:]))
-    parser = argparse.ArgumentParser(prog="python -m shopper_segments.bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    sys.exit(run(parser.parse_args()))
