@@ -200,6 +200,15 @@ def write_numbered_lines(reader, path: Path, batch_rows: int = 50_000) -> None:
             out.write("".join(row[0] for row in batch).encode("utf-8"))
 
 
+def landing_settings() -> tuple[str, str | None]:
+    """(IAM role for COPY, staging prefix or None) from the environment; the role is required."""
+    iam_role = os.environ.get(COPY_ROLE_VARIABLE, "").strip()
+    if not iam_role:
+        raise SystemExit(f"Landing on Redshift needs {COPY_ROLE_VARIABLE}: the ARN of the IAM role Redshift "
+                         "assumes to read the S3 files (or `default`, the cluster's default role).")
+    return iam_role, os.environ.get(STAGING_VARIABLE, "").strip() or None
+
+
 class RedshiftWarehouse(PostgresWarehouse):
     """The raw landing tables in Redshift, filled by COPY from S3 (see the module docstring).
 
@@ -224,11 +233,8 @@ class RedshiftWarehouse(PostgresWarehouse):
         """Settings from the environment (checked before connecting), the connection from the dbt profile."""
         from .connections import connect
 
-        iam_role = os.environ.get(COPY_ROLE_VARIABLE, "").strip()
-        if not iam_role:
-            raise SystemExit(f"Landing on Redshift needs {COPY_ROLE_VARIABLE}: the ARN of the IAM role Redshift "
-                             "assumes to read the S3 files (or `default`, the cluster's default role).")
-        return cls(connect(target), S3Store(), iam_role, os.environ.get(STAGING_VARIABLE) or None, schema)
+        iam_role, staging = landing_settings()
+        return cls(connect(target), S3Store(), iam_role, staging, schema)
 
     def close(self) -> None:
         super().close()
@@ -237,8 +243,9 @@ class RedshiftWarehouse(PostgresWarehouse):
     def discover(self, location) -> Discovery:
         """An S3 prefix or object; a local file, folder or glob is landed the same way."""
         if is_s3_url(location):
-            if self.staging is None and S3Location.parse(str(location)).is_prefix:
-                self.staging = S3Location.parse(str(location)).child(STAGING_FOLDER)
+            if self.staging is None:  # beside the files, in a folder discovery never reads
+                source = S3Location.parse(str(location))
+                self.staging = S3Location(source.bucket, source.key[:source.key.rfind("/") + 1]).child(STAGING_FOLDER)
             return discover_s3_event_files(self.store, str(location), Path(self._downloads.name))
         return discover_event_files(location)
 

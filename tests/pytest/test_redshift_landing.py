@@ -21,7 +21,7 @@ import sqlfluff
 
 import pg_support
 from conftest import NOVEMBER_HEAD, OCTOBER_HEAD, PROJECT, Warehouse
-from shopper_segments import connections
+from shopper_segments import settings
 from shopper_segments.loader import DuckDBWarehouse, load_event_files
 from shopper_segments.redshift_landing import (
     STAGING_FOLDER,
@@ -29,6 +29,7 @@ from shopper_segments.redshift_landing import (
     RedshiftWarehouse,
     S3Location,
     S3Store,
+    landing_settings,
 )
 
 import moto  # noqa: E402 - pinned in requirements/dev.txt
@@ -109,12 +110,12 @@ def postgres_database(pytestconfig, request):
     return server, name
 
 
-def open_redshift(postgres_database, store, cls=RedshiftOnPostgres):
+def open_redshift(postgres_database, store, cls=RedshiftOnPostgres, staging=None):
     server, database = postgres_database
     con = server.connect(database)
     con.autocommit = False
     recorder = Recorder(con)
-    warehouse = cls(con, store, ROLE)
+    warehouse = cls(con, store, ROLE, staging)
     warehouse.copies = []  # the S3 COPY statements the stand-in replaced
     return warehouse, recorder
 
@@ -205,9 +206,12 @@ def test_a_copy_that_loses_lines_lands_nothing(s3, postgres_database):
     losing.close()
     assert raw_tables(lambda sql: server.query(database, sql)) == ([], [])
     assert s3.list(S3Location(BUCKET, f"events/{STAGING_FOLDER}"))[0] == []
-    redshift, _ = open_redshift(postgres_database, s3)  # the next run lands it whole
+    # The next run lands it whole; with SEGMENTS_S3_STAGING_PREFIX's value, the numbered copy goes there.
+    redshift, _ = open_redshift(postgres_database, s3, staging=f"s3://{BUCKET}/numbered/")
     assert load_event_files(redshift, PREFIX, log=lambda _: None).loaded == [
         ("2019-11-01.csv", len(NOVEMBER_HEAD.read_text().split("\n")))]
+    assert f"from 's3://{BUCKET}/numbered/load-1-2019-11-01.csv.numbered.gz'" in redshift.copies[0]
+    assert s3.list(S3Location(BUCKET, "numbered/"))[0] == []
     redshift.close()
 
 
@@ -223,6 +227,20 @@ def test_the_s3_copy_statement_is_redshift_sql():
                          "select load_id from raw.event_files"):
         with pytest.raises(AssertionError):
             assert_redshift_sql([not_redshift])
+
+
+def test_the_landing_settings(monkeypatch):
+    """SEGMENTS_S3_PREFIX is Redshift's default location (--events wins); the COPY role and staging prefix."""
+    monkeypatch.setenv("SEGMENTS_S3_PREFIX", PREFIX)
+    monkeypatch.setenv("SEGMENTS_EVENTS", "data/sample")
+    assert settings.events_location(None, "redshift") == PREFIX
+    assert settings.events_location("s3://other/x/", "redshift") == "s3://other/x/"
+    assert settings.events_location(None, "duckdb") == PROJECT / "data" / "sample"
+    monkeypatch.setenv("SEGMENTS_REDSHIFT_COPY_ROLE", ROLE)
+    monkeypatch.setenv("SEGMENTS_S3_STAGING_PREFIX", "s3://lake/numbered/")
+    assert landing_settings() == (ROLE, "s3://lake/numbered/")
+    monkeypatch.delenv("SEGMENTS_S3_STAGING_PREFIX")
+    assert landing_settings() == (ROLE, None)
 
 
 def test_load_on_redshift_says_what_is_missing_before_connecting(tmp_path):
