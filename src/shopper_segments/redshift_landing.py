@@ -247,12 +247,12 @@ class RedshiftWarehouse(PostgresWarehouse):
                 source = S3Location.parse(str(location))
                 self.staging = S3Location(source.bucket, source.key[:source.key.rfind("/") + 1]).child(STAGING_FOLDER)
             return discover_s3_event_files(self.store, str(location), Path(self._downloads.name))
+        if self.staging is None:
+            raise SystemExit(f"Set {STAGING_VARIABLE} (s3://bucket/prefix/): where the numbered copies of local "
+                             "files go for COPY (by default they go beside the files of an s3:// location).")
         return discover_event_files(location)
 
     def staging_location(self, load_id: int, file: EventFile) -> S3Location:
-        if self.staging is None:
-            raise SystemExit(f"Set {STAGING_VARIABLE} (s3://bucket/prefix/): where the numbered copies of the "
-                             "files go for COPY (needed unless the files themselves come from an S3 prefix).")
         prefix = self.staging if self.staging.is_prefix else self.staging.child("/")
         return prefix.child(f"load-{load_id}-{PurePosixPath(file.name).name}.numbered.gz")
 

@@ -213,6 +213,10 @@ def test_a_copy_that_loses_lines_lands_nothing(s3, postgres_database):
     assert f"from 's3://{BUCKET}/numbered/load-1-2019-11-01.csv.numbered.gz'" in redshift.copies[0]
     assert s3.list(S3Location(BUCKET, "numbered/"))[0] == []
     redshift.close()
+    local, _ = open_redshift(postgres_database, s3)  # a local folder needs the staging prefix
+    with pytest.raises(SystemExit, match="Set SEGMENTS_S3_STAGING_PREFIX"):
+        load_event_files(local, NOVEMBER_HEAD.parent, log=lambda _: None)
+    local.close()
 
 
 def test_the_s3_copy_statement_is_redshift_sql():
