@@ -89,24 +89,31 @@ current_shares as (
     group by feature_name, bin_number
 ),
 
-feature_psi as (
+totals as (
+    select count(*) as shoppers
+    from eligible
+),
+
+bin_shares as (
     select
         training_bins.feature_name,
-        sum(
-            (greatest(coalesce(1.0 * current_shares.shoppers, 0) / nullif(totals.shoppers, 0), {{ share_floor }})
-                - greatest(training_bins.training_share, {{ share_floor }}))
-            * ln(
-                greatest(coalesce(1.0 * current_shares.shoppers, 0) / nullif(totals.shoppers, 0), {{ share_floor }})
-                / greatest(training_bins.training_share, {{ share_floor }})
-            )
-        ) as psi
+        greatest(training_bins.training_share, {{ share_floor }}) as training_share,
+        greatest(coalesce(1.0 * current_shares.shoppers, 0) / nullif(totals.shoppers, 0), {{ share_floor }})
+            as current_share
     from training_bins
-    cross join (select count(*) as shoppers from eligible) as totals
+    cross join totals
     left join current_shares
         on
             training_bins.feature_name = current_shares.feature_name
             and training_bins.bin_number = current_shares.bin_number
-    group by training_bins.feature_name
+),
+
+feature_psi as (
+    select
+        feature_name,
+        sum((current_share - training_share) * ln(current_share / training_share)) as psi
+    from bin_shares
+    group by feature_name
 ),
 
 training_segments as (
@@ -184,7 +191,7 @@ since_previous_run as (
     where
         dbt_valid_to is null
         and dbt_valid_from > coalesce(
-            (select max(history_as_of) from previous_run),
+            (select max(previous_run.history_as_of) from previous_run),
             cast('1900-01-01' as {{ dbt.type_timestamp() }})
         )
 ),
@@ -192,8 +199,9 @@ since_previous_run as (
 shopper_flow as (
     select
         'scored' as measure_name,
-        cast((select count(*) from {{ ref('user_segments') }} where segment_status = 'scored') as {{ type_double() }})
-            as current_value
+        cast(count(*) as {{ type_double() }}) as current_value
+    from {{ ref('user_segments') }}
+    where segment_status = 'scored'
     union all
     select
         'newly_scored' as measure_name,
@@ -308,7 +316,7 @@ select
         'largest PSI over the features and the segment mix: >= {{ retrain }} retrain recommended, '
         || '>= {{ drifting }} drifting, else stable' as {{ dbt.type_string() }}
     ) as verdict_rule,
-    cast((select max(dbt_valid_from) from history) as {{ dbt.type_timestamp() }}) as history_as_of
+    cast((select max(history.dbt_valid_from) from history) as {{ dbt.type_timestamp() }}) as history_as_of
 from all_measures
 left join previous_run
     on

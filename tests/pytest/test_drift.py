@@ -17,7 +17,7 @@ from shopper_segments import drift
 from shopper_segments.generator import generate_events
 from conftest import Warehouse
 
-USERS, DAYS, SEED = 800, 22, 5
+USERS, DAYS, SEED = 300, 12, 5
 
 
 def copy_warehouse(source: Warehouse, workdir) -> Warehouse:
@@ -172,3 +172,28 @@ def test_segments_run_prints_the_freshness_line(unchanged):
     _, result = unchanged
     line = [text for text in result.stdout.splitlines() if text.startswith("Source freshness:")]
     assert line == [line[0]] and "raw.event_files PASS" in line[0]
+
+
+def test_the_report_opens_with_what_changed(unchanged, tmp_path):
+    warehouse, _ = unchanged
+    output = tmp_path / "report.html"
+    warehouse.segments("report", "--output", str(output), "--pca-sample", "300")
+    text = output.read_text(encoding="utf-8")
+    assert text.index("<h2>What changed</h2>") < text.index("<h2>Are there segments?</h2>")
+    section = text.split("<h2>What changed</h2>")[1].split("<h2>")[0]
+    assert 'id="drift-verdict"><b>Stable</b>' in section
+    assert "Segment shares" in section and "Top drifting features" in section
+    assert "Since the previous run:" in section
+
+
+def test_the_psi_thresholds_are_the_vars(unchanged, tmp_path):
+    """drift_psi_drifting / drift_psi_retrain (README): the same run's PSIs get the verdict the vars say."""
+    warehouse = copy_warehouse(unchanged[0], tmp_path / "thresholds")
+    largest = warehouse.scalar("select max(psi) from segment_drift where measure_type = 'verdict' "
+                               "and run_started_at = (select max(run_started_at) from segment_drift)")
+    assert 0 < largest < 0.1
+    for thresholds, expected in [({"drift_psi_drifting": largest / 2, "drift_psi_retrain": 1000}, "drifting"),
+                                 ({"drift_psi_drifting": largest / 4, "drift_psi_retrain": largest / 2},
+                                  "retrain recommended")]:
+        warehouse.segments("dbt", "run", "--select", "segment_drift", "--vars", json.dumps(thresholds))
+        assert newest_run(warehouse).verdict.iloc[0] == expected
