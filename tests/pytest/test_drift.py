@@ -1,6 +1,6 @@
 """Drift (issue 16): each run's verdict on how far the shoppers moved from the model's training data,
 the shopper flow, source freshness and `segments run --retrain-if-drifted`. Real loads and dbt builds:
-ONE small base warehouse (generated `planted` shoppers, three weeks of daily files, one model version),
+ONE small base warehouse (300 generated `planted` shoppers, eleven days of daily files, one model version),
 copied for two branches: one more day from the same generation (an unchanged distribution), and
 three days in which the same shoppers behave as another world (a changed behaviour mix)."""
 
@@ -37,7 +37,7 @@ def generated(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory, generated) -> Warehouse:
-    """Three weeks landed and built: model version 1 and the first segment_drift run."""
+    """Eleven days landed and built: model version 1 and the first segment_drift run."""
     landing = tmp_path_factory.mktemp("drift_landing")
     for path in generated.files[:-1]:
         shutil.copy(path, landing / path.name)
