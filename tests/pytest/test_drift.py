@@ -186,14 +186,16 @@ def test_the_report_opens_with_what_changed(unchanged, tmp_path):
     assert "Since the previous run:" in section
 
 
-def test_the_psi_thresholds_are_the_vars(unchanged, tmp_path):
+def test_the_psi_thresholds_are_the_vars(unchanged, generated, tmp_path):
     """drift_psi_drifting / drift_psi_retrain (README): the same run's PSIs get the verdict the vars say."""
     warehouse = copy_warehouse(unchanged[0], tmp_path / "thresholds")
     largest = warehouse.scalar("select max(psi) from segment_drift where measure_type = 'verdict' "
                                "and run_started_at = (select max(run_started_at) from segment_drift)")
     assert 0 < largest < 0.1
+    warehouse.segments("run", "--events", str(generated.files[-1]))  # nothing new: no run appended
+    assert warehouse.scalar("select count(distinct run_id) from segment_drift") == 2
     for thresholds, expected in [({"drift_psi_drifting": largest / 2, "drift_psi_retrain": 1000}, "drifting"),
                                  ({"drift_psi_drifting": largest / 4, "drift_psi_retrain": largest / 2},
                                   "retrain recommended")]:
-        warehouse.segments("dbt", "run", "--select", "segment_drift", "--vars", json.dumps(thresholds))
+        warehouse.segments("dbt", "run", "--select", "segment_drift", "--full-refresh", "--vars", json.dumps(thresholds))
         assert newest_run(warehouse).verdict.iloc[0] == expected
