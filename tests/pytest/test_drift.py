@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from shopper_segments import drift
-from shopper_segments.generator import generate_events
+from shopper_segments.generate import generate_events
 from conftest import Warehouse
 
 USERS, DAYS, SEED = 300, 12, 5
