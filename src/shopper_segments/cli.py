@@ -246,11 +246,41 @@ def cmd_run(args: argparse.Namespace) -> int:
             status = fit_outside_dbt(args.retrain, _dbt_vars(dbt_args))
         if status == 0:
             status = run_dbt(["build", "--select", FITTED_CONSUMERS, *dbt_args])
+    if status == 0:
+        status = report_drift(args, target, dbt_args)
     if landing is not None:
         quarantine_status = report_quarantine(landing)  # said whatever dbt did; dbt's failure code comes first
         status = status or quarantine_status
     where = settings.duckdb_path() if target == "duckdb" else f"target {target}"
     print(f"Main job finished in {time.perf_counter() - started:.0f} s with exit code {status}; warehouse: {where}")
+    return status
+
+
+def report_drift(args: argparse.Namespace, target: str, dbt_args: list[str]) -> int:
+    """After a build: one line of source freshness and one of drift; with --retrain-if-drifted, a new
+    model version when the verdict is `retrain recommended` (docs/model.md, "Drift")."""
+    from . import drift
+
+    _, freshness = drift.source_freshness([_dbt_executable()], settings.project_dir(), dbt_env())
+    print(freshness, flush=True)  # stale files warn here; they do not fail the run
+    read_frame = drift.warehouse_reader(target, settings.duckdb_path())
+    run = drift.newest_run(read_frame)
+    print(drift.verdict_line(run), flush=True)
+    if not getattr(args, "retrain_if_drifted", False) or args.retrain:
+        return 0
+    if run.empty or run.verdict.iloc[0] != drift.RETRAIN_VERDICT:
+        print("--retrain-if-drifted: no retraining (the verdict is not `retrain recommended`).", flush=True)
+        return 0
+    print("--retrain-if-drifted: the verdict is `retrain recommended`: fitting a new model version.", flush=True)
+    if target == "duckdb":
+        vars_ = {**_dbt_vars(dbt_args), "retrain": True}
+        rest = [arg for index, arg in enumerate(dbt_args)
+                if arg != "--vars" and not arg.startswith("--vars=") and (index == 0 or dbt_args[index - 1] != "--vars")]
+        status = run_dbt(["build", "--vars", json.dumps(vars_), *rest])
+    else:
+        status = fit_outside_dbt(True, _dbt_vars(dbt_args)) or run_dbt(["build", "--select", FITTED_CONSUMERS, *dbt_args])
+    if status == 0:
+        print(drift.verdict_line(drift.newest_run(read_frame)), flush=True)
     return status
 
 
@@ -327,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="land new event files, then dbt build (the main job)")
     run.add_argument("--events", help="a file, a folder or a glob (default: $SEGMENTS_EVENTS or data/events/demo)")
     run.add_argument("--retrain", action="store_true", help="fit a new model version on the current data")
+    run.add_argument("--retrain-if-drifted", action="store_true",
+                     help="after the build, fit a new model version only if segment_drift's verdict for this run "
+                          "is `retrain recommended` (docs/model.md, \"Drift\")")
     run.add_argument("--rotate-key", action="store_true",
                      help="rotate the pseudonymisation key: store the new SEGMENTS_PSEUDONYMISATION_KEY and "
                           "rebuild every layer under it (implies dbt's --full-refresh; docs/gdpr.md)")

@@ -35,6 +35,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from . import drift
+
 def single_threaded(function):
     """Run scikit-learn / BLAS single-threaded inside `function`.
 
@@ -64,7 +66,7 @@ PARAM_COLUMNS = {
     "trained_at": "datetime64[us]",
 }
 PARAM_GROUPS = ("config", "preprocess", "pca", "pca_selection", "kmeans", "segment", "trait", "lineage", "metric",
-                "structure")
+                "structure", "drift")
 
 
 @dataclass(frozen=True)
@@ -623,7 +625,16 @@ def train_new_version(
         len(inputs.eligible_user_ids), previous,
     )
     trained_at = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
-    return to_params(model, (latest_version or 0) + 1, fingerprint, trained_at), model
+    params = to_params(model, (latest_version or 0) + 1, fingerprint, trained_at)
+    return with_rows(params, drift.training_bin_rows(training, model.feature_names)), model
+
+
+def with_rows(params: pd.DataFrame, rows: list[dict]) -> pd.DataFrame:
+    """`params` plus more parameter rows of the same version (e.g. drift's training bins)."""
+    extra = pd.DataFrame.from_records(rows, columns=[c for c in PARAM_COLUMNS if c not in ("model_version", "trained_at")])
+    extra.insert(0, "model_version", params.model_version.iloc[0])
+    extra["trained_at"] = params.trained_at.iloc[0]
+    return pd.concat([params, extra[list(PARAM_COLUMNS)].astype(PARAM_COLUMNS)], ignore_index=True)
 
 
 def training_sample(inputs: TrainingInputs, settings: FitSettings) -> pd.DataFrame:
