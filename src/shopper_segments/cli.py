@@ -76,7 +76,7 @@ def land_files(args: argparse.Namespace):
     from .loader import load_event_files, open_raw_warehouse
 
     target = settings.target()
-    location = Path(args.events) if args.events else settings.events_location()
+    location = settings.events_location(args.events, target)
     where = settings.duckdb_path() if target == "duckdb" else f"the {target} warehouse"
     print(f"Landing event files from {location} into {where}")
     warehouse = open_raw_warehouse(target, settings.duckdb_path(), settings.raw_schema())
@@ -229,11 +229,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if rotate and "--full-refresh" not in dbt_args:
         # Every pseudonym changes: every layer is rebuilt under the new key (docs/gdpr.md).
         dbt_args = [*dbt_args, "--full-refresh"]
-    landing = None
-    if target == "redshift":
-        print("On Redshift, event files are landed by COPY from S3 (docs/deployment.md): no `segments load`.")
-    else:
-        landing = land_files(args)  # quarantined files do not stop the others from being built
+    landing = land_files(args)  # quarantined files do not stop the others from being built
     if target == "duckdb":
         retrain = ["--vars", "{retrain: true}"] if args.retrain else []
         status = run_dbt(["build", *retrain, *dbt_args])
@@ -248,9 +244,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             status = run_dbt(["build", "--select", FITTED_CONSUMERS, *dbt_args])
     if status == 0:
         status = report_drift(args, target, dbt_args)
-    if landing is not None:
-        quarantine_status = report_quarantine(landing)  # said whatever dbt did; dbt's failure code comes first
-        status = status or quarantine_status
+    quarantine_status = report_quarantine(landing)  # said whatever dbt did; dbt's failure code comes first
+    status = status or quarantine_status
     where = settings.duckdb_path() if target == "duckdb" else f"target {target}"
     print(f"Main job finished in {time.perf_counter() - started:.0f} s with exit code {status}; warehouse: {where}")
     return status
@@ -344,7 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     load = commands.add_parser("load", help="land new event files in the warehouse")
-    load.add_argument("--events", help="a file, a folder or a glob (default: $SEGMENTS_EVENTS or data/events/demo)")
+    load.add_argument("--events", help="a file, a folder or a glob, or on Redshift an s3:// prefix "
+                      "(default: $SEGMENTS_EVENTS or data/events/demo; on Redshift $SEGMENTS_S3_PREFIX)")
     load.set_defaults(func=cmd_load)
 
     fit = commands.add_parser("fit", help="fit the model on the current data (segments fit writes the "
@@ -355,7 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.set_defaults(func=cmd_fit)
 
     run = commands.add_parser("run", help="land new event files, then dbt build (the main job)")
-    run.add_argument("--events", help="a file, a folder or a glob (default: $SEGMENTS_EVENTS or data/events/demo)")
+    run.add_argument("--events", help="a file, a folder or a glob, or on Redshift an s3:// prefix "
+                     "(default: $SEGMENTS_EVENTS or data/events/demo; on Redshift $SEGMENTS_S3_PREFIX)")
     run.add_argument("--retrain", action="store_true", help="fit a new model version on the current data")
     run.add_argument("--retrain-if-drifted", action="store_true",
                      help="after the build, fit a new model version only if segment_drift's verdict for this run "

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from . import connections, modeling, settings
+from . import connections, evaluation, modeling, settings
 
 
 class FitContext:
@@ -55,8 +55,9 @@ class FitContext:
         """The whole model or seed `name`, like `dbt.ref(name).df()` in a Python model."""
         return self.query(f"select * from {self.relation(name)}")
 
-    def rows_where_in(self, name: str, key: str, ids: np.ndarray) -> pd.DataFrame:
-        """Rows of `name` whose `key` is one of `ids`, sorted by `key` (ids go through a temp table)."""
+    def rows_where_in(self, name: str, key: str, ids: np.ndarray, columns: str | None = None) -> pd.DataFrame:
+        """Rows of `name` whose `key` is one of `ids`, sorted by `key` (ids go through a temp table);
+        all columns, or only `columns` (a comma-separated list of names)."""
         with self.con.cursor() as cur:
             cur.execute("drop table if exists fit_chosen_ids")
             cur.execute("create temporary table fit_chosen_ids (chosen_id bigint)")
@@ -64,8 +65,9 @@ class FitContext:
                 cur, "fit_chosen_ids", pd.DataFrame({"chosen_id": np.asarray(ids, dtype=np.int64)}), batch_rows=5000
             )
         quoted = connections.quote(key)
+        selected = ", ".join(f"source.{connections.quote(c.strip())}" for c in columns.split(",")) if columns else "source.*"
         return self.query(
-            f"select source.* from {self.relation(name)} as source "
+            f"select {selected} from {self.relation(name)} as source "
             f"inner join fit_chosen_ids on source.{quoted} = fit_chosen_ids.chosen_id order by source.{quoted}"
         )
 
@@ -75,6 +77,21 @@ class FitContext:
 
     def retrain(self, config: dict[str, Any]) -> bool:
         return self.retrain_flag or modeling.retrain_requested(config.get("meta"))
+
+    def analysed_versions(self, name: str) -> list[int]:
+        """Model versions already in the analysis table `name` (none before its first write), as
+        `duckdb_inputs.analysed_versions` gives the incremental Python model."""
+        if not self.exists(name):
+            return []
+        return [int(v) for v in self.query(f"select distinct model_version from {self.relation(name)}")["model_version"]]
+
+    def study_inputs(self) -> evaluation.StudyInputs:
+        """What the analyses read, lazily, like `duckdb_inputs.study_inputs` over dbt.ref()."""
+        return evaluation.StudyInputs(
+            event_counts=lambda: self.query(f"select user_id, events from {self.relation('user_features')}"),
+            fetch_features=lambda ids: self.rows_where_in("user_features", "user_id", ids),
+            feature_config=self.ref("segment_features"),
+        )
 
 
 def project_vars(cli_vars: dict[str, Any]) -> dict[str, Any]:
@@ -154,6 +171,35 @@ def fit_segment_model(ctx: FitContext) -> pd.DataFrame:
     return params
 
 
+def analysis(function: Callable[..., pd.DataFrame], name: str) -> Callable[[FitContext], pd.DataFrame]:
+    """An analysis Python model (python_models/<name>.py) outside dbt: `function(params, analysed, study)`
+    on the same inputs, so its rows are computed once, for the latest model version not yet analysed."""
+
+    def build(ctx: FitContext) -> pd.DataFrame:
+        return function(ctx.ref("segment_model"), ctx.analysed_versions(name), ctx.study_inputs())
+
+    build.__doc__ = f"`{name}` outside dbt: evaluation.{function.__name__}."
+    return build
+
+
+# The columns python_models/segment_threshold_curve.py reads from stg_events.
+THRESHOLD_EVENT_COLUMNS = ("event_time, event_type, product_id, category_id, category_code, category_l1, brand, price, "
+                           "user_id, user_session")
+
+
+def fit_threshold_curve(ctx: FitContext) -> pd.DataFrame:
+    """`segment_threshold_curve` outside dbt: evaluation.threshold_curve, with the shoppers' clean events."""
+    meta = ctx.config("segment_threshold_curve")["meta"]
+    return evaluation.threshold_curve(
+        ctx.ref("segment_model"),
+        ctx.analysed_versions("segment_threshold_curve"),
+        ctx.study_inputs(),
+        fetch_events=lambda ids: ctx.rows_where_in("stg_events", "user_id", ids, THRESHOLD_EVENT_COLUMNS),
+        marketing_calendar=ctx.ref("marketing_calendar"),
+        night_hours=(int(meta["night_start_hour"]), int(meta["night_end_hour"])),
+    )
+
+
 @dataclass(frozen=True)
 class FitTable:
     """A table a dbt Python model writes on DuckDB, and `segments fit` writes elsewhere."""
@@ -169,6 +215,18 @@ class FitTable:
 # Python model (see the module docstring).
 FIT_TABLES: dict[str, FitTable] = {
     "segment_model": FitTable(fit_segment_model, "append", "fitted parameters, labels and metrics per version"),
+    # The analyses of the latest version (they read segment_model, so they come after it).
+    "segment_k_selection": FitTable(analysis(evaluation.k_selection, "segment_k_selection"), "append",
+                                    "the k scan: criteria and stability per k"),
+    "segment_threshold_curve": FitTable(fit_threshold_curve, "append", "agreement against minimum events"),
+    "segment_feature_analysis": FitTable(analysis(evaluation.feature_analysis, "segment_feature_analysis"), "append",
+                                         "redundancy, separation, permutation importance"),
+    "segment_method_comparison": FitTable(analysis(evaluation.method_comparison, "segment_method_comparison"),
+                                          "append", "other algorithms, feature sets, outlier handling"),
+    "segment_classifier_cv": FitTable(analysis(evaluation.classifier_cv, "segment_classifier_cv"), "append",
+                                      "cross-validated supervised assignment"),
+    "segment_rules": FitTable(analysis(evaluation.segment_rules, "segment_rules"), "append",
+                              "decision-tree rules per segment"),
 }
 
 

@@ -20,11 +20,10 @@ Rules, each one documented in docs/data_quality.md:
 - Names are literal: a file or folder that exists is taken as named (`ev[1].csv` is that file);
   only a location that does not exist is read as a glob pattern.
 
-Backends (`RawWarehouse`): the project's DuckDB file (`DuckDBWarehouse`) and PostgreSQL
-(`PostgresWarehouse`). Both read and check a file the same way, with DuckDB (`read_event_file`);
-PostgreSQL then receives the checked lines by `COPY ... FROM STDIN`. On Redshift the same two
-tables are filled by `COPY` from S3 (docs/deployment.md); a Redshift backend would subclass
-`RawWarehouse` like `PostgresWarehouse` does.
+Backends (`RawWarehouse`): the project's DuckDB file (`DuckDBWarehouse`), PostgreSQL
+(`PostgresWarehouse`) and Redshift (`redshift_landing.RedshiftWarehouse`). All read and check a file
+the same way, with DuckDB (`read_event_file`); PostgreSQL then receives the checked lines by
+`COPY ... FROM STDIN`, Redshift by `COPY` from S3 of a numbered copy (docs/deployment.md).
 """
 
 from __future__ import annotations
@@ -39,10 +38,11 @@ import re
 import shutil
 import stat
 import tempfile
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import duckdb
 
@@ -108,6 +108,8 @@ class LoadResult:
 class Discovery:
     files: list[EventFile]
     skipped: list[tuple[str, str]]  # (entry name, why it is not read)
+    # Makes a file's `path` readable while it is processed (S3: downloads it, then deletes the copy).
+    fetch: Callable[[EventFile], AbstractContextManager] = field(default=lambda file: nullcontext())
 
 
 def is_event_file_name(name: str) -> bool:
@@ -128,11 +130,16 @@ def _why_not_read(path: Path) -> str | None:
         return "a folder: sub-folders are not read (pass it, or a glob such as 'DIR/*/*.csv', to load it)"
     if not stat.S_ISREG(target.st_mode):
         return "not a regular file"
-    lower = path.name.lower()
+    return why_not_an_event_file_name(path.name)
+
+
+def why_not_an_event_file_name(name: str) -> str | None:
+    """None for a .csv / .csv.gz name; otherwise why a file of that name is not read."""
+    lower = name.lower()
     for suffix, compression in _UNSUPPORTED_COMPRESSIONS.items():
         if lower.endswith(suffix):
             return f"compressed with {compression}, which is not supported: decompress it or recompress it with gzip"
-    if not is_event_file_name(path.name):
+    if not is_event_file_name(name):
         return "not a .csv or .csv.gz file"
     return None
 
@@ -273,32 +280,44 @@ def _explain_read_error(error: Exception) -> str:
     return f"cannot be read as text lines ({text.splitlines()[0]})"
 
 
-def _raw_tables_ddl(schema: str) -> list[str]:
-    """The two landing tables; the same DDL runs on DuckDB and PostgreSQL."""
-    return [
+# Redshift's widest varchar, in bytes (its bare `varchar` is varchar(256)).
+REDSHIFT_MAX_VARCHAR = 65535
+
+
+def _raw_tables_ddl(schema: str, flavour: str = "duckdb") -> list[str]:
+    """The two landing tables; the same DDL runs on DuckDB and PostgreSQL, and on Redshift with
+    explicit text widths (the Redshift form runs on PostgreSQL too, which the tests do)."""
+
+    def text(width: int) -> str:
+        return f"varchar({width})" if flavour == "redshift" else "varchar"
+
+    statements = [
         f"create schema if not exists {schema}",
         f"""
         create table if not exists {schema}.event_files (
             load_id integer primary key,
-            file_name varchar not null,
-            content_sha256 varchar not null,
+            file_name {text(1024)} not null,
+            content_sha256 {text(64)} not null,
             file_bytes bigint not null,
             has_header boolean,
             line_count bigint not null,
-            status varchar not null,
+            status {text(32)} not null,
             duplicate_of_load_id integer,
             loaded_at timestamp not null,
-            reason varchar
+            reason {text(REDSHIFT_MAX_VARCHAR)}
         )""",
-        # Warehouses landed before quarantine existed get the column (the same statement on both engines).
-        f"alter table {schema}.event_files add column if not exists reason varchar",
         f"""
         create table if not exists {schema}.event_lines (
             load_id integer not null,
             line_number bigint not null,
-            line varchar not null
+            line {text(REDSHIFT_MAX_VARCHAR)} not null
         )""",
     ]
+    if flavour != "redshift":
+        # Warehouses landed before quarantine existed get the column (Redshift's landing is newer than that,
+        # and has no `add column if not exists`).
+        statements.insert(2, f"alter table {schema}.event_files add column if not exists reason varchar")
+    return statements
 
 
 class MixedLineEnds(Exception):
@@ -360,8 +379,14 @@ class RawWarehouse:
         """Store every line of `file` in one transaction; return the number of event lines stored."""
         raise NotImplementedError
 
+    flavour = "duckdb"
+
+    def discover(self, location: str | os.PathLike[str]) -> Discovery:
+        """The event files at `location` (a local file, folder or glob; the Redshift backend adds S3)."""
+        return discover_event_files(location)
+
     def ensure_raw_tables(self) -> None:
-        for statement in _raw_tables_ddl(self.schema):
+        for statement in _raw_tables_ddl(self.schema, self.flavour):
             self._execute(statement)
 
     def known_files(self) -> list[tuple[int, str, str, str, str | None]]:
@@ -460,6 +485,23 @@ class _CopyStream:
         return chunk
 
 
+@contextmanager
+def checked_lines(file: EventFile, load_id: int):
+    """`file` read and checked by an in-memory DuckDB (`read_event_file`), for the warehouses that
+    receive the lines from outside: yields (reader, has_header, line_count), the lines in the
+    reader's table `lines` (load_id, line_number, line). Raises EventFileError for a broken file."""
+    with tempfile.TemporaryDirectory(prefix="segments-load-") as spill:
+        with duckdb.connect(":memory:", config={"temp_directory": spill,
+                                               "memory_limit": settings.duckdb_memory_limit()}) as reader:
+            reader.execute("create table lines (load_id integer, line_number bigint, line varchar)")
+            try:
+                has_header, line_count = read_event_file(reader, "lines", file, load_id)
+            except MixedLineEnds:
+                reader.execute("delete from lines")
+                has_header, line_count = read_event_file(reader, "lines", file, load_id, lf_copy=True)
+            yield reader, has_header, line_count
+
+
 class PostgresWarehouse(RawWarehouse):
     """The raw landing tables in PostgreSQL (the stand-in for Redshift that runs here).
 
@@ -492,57 +534,50 @@ class PostgresWarehouse(RawWarehouse):
 
     def load_file(self, file: EventFile, sha: str, size: int) -> int:
         load_id = self.next_load_id()
-        with tempfile.TemporaryDirectory(prefix="segments-load-") as spill:
-            with duckdb.connect(":memory:", config={"temp_directory": spill,
-                                                   "memory_limit": settings.duckdb_memory_limit()}) as reader:
-                reader.execute("create table lines (load_id integer, line_number bigint, line varchar)")
-                try:
-                    has_header, line_count = read_event_file(reader, "lines", file, load_id)
-                except MixedLineEnds:
-                    reader.execute("delete from lines")
-                    has_header, line_count = read_event_file(reader, "lines", file, load_id, lf_copy=True)
-                # COPY text format: tab-separated, backslash escapes; built by DuckDB, not row by row in Python.
-                rows = reader.execute(
-                    r"""
-                    select
-                        load_id || chr(9) || line_number || chr(9)
-                        || replace(replace(replace(replace(line, '\', '\\'), chr(9), '\t'), chr(10), '\n'),
-                                   chr(13), '\r')
-                        || chr(10)
-                    from lines
-                    order by line_number
-                    """
-                )
-                try:
-                    with self.con.cursor() as cur:
-                        cur.copy_expert(
-                            f"copy {self.schema}.event_lines (load_id, line_number, line) from stdin",
-                            _CopyStream(rows),
-                            size=1 << 20,
-                        )
-                        cur.execute(
-                            self._file_row_sql().replace("?", "%s"),
-                            [load_id, file.name, sha, size, has_header, line_count, _now()],
-                        )
-                    self.con.commit()
-                except BaseException as error:
-                    self.con.rollback()
-                    if type(error).__name__ == "DataError":  # e.g. a NUL byte, which PostgreSQL text cannot hold
-                        raise EventFileError(file.name, f"cannot be stored in PostgreSQL ({error})") from None
-                    raise
+        with checked_lines(file, load_id) as (reader, has_header, line_count):
+            # COPY text format: tab-separated, backslash escapes; built by DuckDB, not row by row in Python.
+            rows = reader.execute(
+                r"""
+                select
+                    load_id || chr(9) || line_number || chr(9)
+                    || replace(replace(replace(replace(line, '\', '\\'), chr(9), '\t'), chr(10), '\n'),
+                               chr(13), '\r')
+                    || chr(10)
+                from lines
+                order by line_number
+                """
+            )
+            try:
+                with self.con.cursor() as cur:
+                    cur.copy_expert(
+                        f"copy {self.schema}.event_lines (load_id, line_number, line) from stdin",
+                        _CopyStream(rows),
+                        size=1 << 20,
+                    )
+                    cur.execute(
+                        self._file_row_sql().replace("?", "%s"),
+                        [load_id, file.name, sha, size, has_header, line_count, _now()],
+                    )
+                self.con.commit()
+            except BaseException as error:
+                self.con.rollback()
+                if type(error).__name__ == "DataError":  # e.g. a NUL byte, which PostgreSQL text cannot hold
+                    raise EventFileError(file.name, f"cannot be stored in PostgreSQL ({error})") from None
+                raise
         return line_count
 
 
 def open_raw_warehouse(target: str, duckdb_path: Path, schema: str) -> RawWarehouse:
-    """The landing tables of `target`: the DuckDB file, or PostgreSQL."""
+    """The landing tables of `target`: the DuckDB file, PostgreSQL, or Redshift (COPY from S3)."""
     if target == "duckdb":
         return DuckDBWarehouse(duckdb_path, schema)
     if target == "postgres":
         return PostgresWarehouse(target, schema)
-    raise SystemExit(
-        f"`segments load` lands files in DuckDB or PostgreSQL. On {target}, land them with COPY from S3 "
-        "into the same two raw tables (docs/deployment.md, 'Landing files in Redshift')."
-    )
+    if target == "redshift":
+        from .redshift_landing import RedshiftWarehouse
+
+        return RedshiftWarehouse.from_environment(target, schema)
+    raise SystemExit(f"`segments load` lands files in duckdb, postgres or redshift, not {target!r}.")
 
 
 def _now() -> datetime:
@@ -619,7 +654,7 @@ def load_event_files(warehouse: RawWarehouse, location: str | os.PathLike[str], 
     again); a changed file is tried again. A name landed with other content is quarantined.
     """
     result = LoadResult()
-    discovery = discover_event_files(location)
+    discovery = warehouse.discover(location)
     for name, reason in discovery.skipped:
         result.not_event_files.append((name, reason))
         log(f"  {name}: not read: {reason}")
@@ -627,45 +662,51 @@ def load_event_files(warehouse: RawWarehouse, location: str | os.PathLike[str], 
         raise NoEventFilesError(f"No .csv or .csv.gz event file in {location}: put the files there or point "
                                 "--events (or SEGMENTS_EVENTS) at them.")
     for file in discovery.files:
-        known = warehouse.known_files()
-        landed = {name: (load_id, sha) for load_id, name, sha, status, _ in known if status != "quarantined"}
-        quarantined = {name: (load_id, sha, reason) for load_id, name, sha, status, reason in known
-                       if status == "quarantined"}
-        first_load_of = {}
-        for load_id, name, sha, status, _ in known:
-            if status == "loaded":
-                first_load_of.setdefault(sha, (load_id, name))
-        size = file.path.stat().st_size
-        sha = file_sha256(file.path)
-        if file.name in landed and landed[file.name][1] == sha:
-            result.skipped.append(file.name)
-            continue
-        previous = quarantined.get(file.name)
-        if previous and previous[1] == sha and previous[0] > landed.get(file.name, (0,))[0]:
-            reason = f"still quarantined, content unchanged since load {previous[0]}: {previous[2]}"
-            result.quarantined.append((file.name, reason))
-            log(f"  {file.name}: {reason}")
-            continue
-        if file.name in landed:
-            reason = (f"already loaded (load {landed[file.name][0]}) with different content. Landed files are "
-                      "immutable: deliver corrections under a new file name (rows already loaded are "
-                      "de-duplicated), or put the original content back.")
-            _quarantine(warehouse, file, sha, size, reason, result, log)
-            continue
-        if sha in first_load_of:
-            original_load_id, original = first_load_of[sha]
-            warehouse.record_duplicate(file, sha, size, original_load_id)
-            result.duplicates.append((file.name, original))
-            log(f"  {file.name}: same content as {original}, not stored again")
-            continue
-        try:
-            lines = warehouse.load_file(file, sha, size)
-        except EventFileError as error:
-            _quarantine(warehouse, file, sha, size, error.problem, result, log)
-            continue
-        result.loaded.append((file.name, lines))
-        log(f"  {file.name}: {lines:,} lines")
+        with discovery.fetch(file):
+            _land_one(warehouse, file, result, log)
     return result
+
+
+def _land_one(warehouse: RawWarehouse, file: EventFile, result: LoadResult, log) -> None:
+    """The rules above for one file, readable at `file.path`; the outcome goes into `result`."""
+    known = warehouse.known_files()
+    landed = {name: (load_id, sha) for load_id, name, sha, status, _ in known if status != "quarantined"}
+    quarantined = {name: (load_id, sha, reason) for load_id, name, sha, status, reason in known
+                   if status == "quarantined"}
+    first_load_of = {}
+    for load_id, name, sha, status, _ in known:
+        if status == "loaded":
+            first_load_of.setdefault(sha, (load_id, name))
+    size = file.path.stat().st_size
+    sha = file_sha256(file.path)
+    if file.name in landed and landed[file.name][1] == sha:
+        result.skipped.append(file.name)
+        return
+    previous = quarantined.get(file.name)
+    if previous and previous[1] == sha and previous[0] > landed.get(file.name, (0,))[0]:
+        reason = f"still quarantined, content unchanged since load {previous[0]}: {previous[2]}"
+        result.quarantined.append((file.name, reason))
+        log(f"  {file.name}: {reason}")
+        return
+    if file.name in landed:
+        reason = (f"already loaded (load {landed[file.name][0]}) with different content. Landed files are "
+                  "immutable: deliver corrections under a new file name (rows already loaded are "
+                  "de-duplicated), or put the original content back.")
+        _quarantine(warehouse, file, sha, size, reason, result, log)
+        return
+    if sha in first_load_of:
+        original_load_id, original = first_load_of[sha]
+        warehouse.record_duplicate(file, sha, size, original_load_id)
+        result.duplicates.append((file.name, original))
+        log(f"  {file.name}: same content as {original}, not stored again")
+        return
+    try:
+        lines = warehouse.load_file(file, sha, size)
+    except EventFileError as error:
+        _quarantine(warehouse, file, sha, size, error.problem, result, log)
+        return
+    result.loaded.append((file.name, lines))
+    log(f"  {file.name}: {lines:,} lines")
 
 
 def _quarantine(warehouse: RawWarehouse, file: EventFile, sha: str, size: int, reason: str, result: LoadResult,

@@ -864,7 +864,7 @@ def segment_card(segment: pd.Series, traits: pd.DataFrame | None, journeys: pd.D
         )
         rules_html = f"<ul class=rules>{items}</ul>"
     else:
-        rules_html = note("Not available: decision-tree rules are computed on DuckDB builds only.")
+        rules_html = note("Not available: no decision-tree rule describes this segment.")
 
     value = ""
     if "revenue_share" in segment and not is_missing(segment["revenue_share"]) and segment["user_share"]:

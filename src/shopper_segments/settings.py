@@ -56,9 +56,18 @@ def duckdb_memory_limit() -> str:
     return os.environ.get("SEGMENTS_DUCKDB_MEMORY_LIMIT", "75%")
 
 
-def events_location() -> Path:
-    """Where raw event files are read from: $SEGMENTS_EVENTS (a file, a folder or a glob)."""
-    return _in_project(os.environ.get("SEGMENTS_EVENTS", DEFAULT_EVENTS))
+def events_location(given: str | None = None, target: str = "duckdb") -> Path | str:
+    """Where raw event files are read from: `given` (--events), else $SEGMENTS_EVENTS (a file, a folder
+    or a glob); on Redshift an s3:// URL (kept as text) is accepted, and $SEGMENTS_S3_PREFIX comes first."""
+    if target == "redshift" and not given:
+        given = os.environ.get("SEGMENTS_S3_PREFIX")
+    location = given or os.environ.get("SEGMENTS_EVENTS", DEFAULT_EVENTS)
+    if location.startswith("s3://"):
+        if target != "redshift":
+            raise SystemExit(f"{location}: S3 locations are landed on Redshift (SEGMENTS_TARGET=redshift); "
+                             "on duckdb and postgres give a local file, folder or glob.")
+        return location
+    return Path(location) if given else _in_project(location)  # --events is relative to the working folder
 
 
 def raw_schema() -> str:
