@@ -25,6 +25,7 @@ _environment = jinja2.Environment(
     loader=jinja2.FileSystemLoader(TEMPLATES),
     autoescape=True,
     undefined=jinja2.StrictUndefined,
+    finalize=lambda value: "" if value is None else value,  # a NULL shows as nothing, as `esc` shows it
     trim_blocks=True,
     lstrip_blocks=True,
     keep_trailing_newline=True,

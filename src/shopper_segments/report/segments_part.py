@@ -203,9 +203,9 @@ def segment_card(segment: pd.Series, traits: pd.DataFrame | None, journeys: pd.D
     priority = None
     if "revenue_share" in segment and not is_missing(segment["revenue_share"]) and segment["user_share"]:
         ratio = segment["revenue_share"] / segment["user_share"]
+        advice = "protect and grow this value" if ratio >= 1 else "convert them at low cost"
         priority = {"user_share": pct(segment["user_share"]), "revenue_share": pct(segment["revenue_share"]),
-                    "ratio": f"{ratio:.2f}", "advice": "protect and grow this value" if ratio >= 1
-                    else "convert them at low cost"}
+                    "ratio": f"{ratio:.2f}", "advice": advice}
     chart = Markup(zscore_chart(traits, sid, colour)) if traits is not None else None
     return render_template(
         "segment_card.html.j2", segment_id=sid, name=segment["segment_name"], colour=matplotlib.colors.to_hex(colour),
