@@ -62,7 +62,7 @@ class Warehouse:
                 "select table_name from information_schema.tables where table_schema = ?", params=[schema]
             ).fetchall()
         elif target == "postgres":
-            from . import connections
+            from .ingest import connections
 
             self._con = connections.connect(target)
             self._con.autocommit = True
@@ -79,7 +79,7 @@ class Warehouse:
     def frame(self, sql: str) -> pd.DataFrame:
         if self.target == "duckdb":
             return self._con.sql(sql).df()
-        from .connections import read_frame
+        from .ingest.connections import read_frame
 
         return read_frame(self._con, sql)
 
@@ -697,7 +697,7 @@ def segments_overview(w: Warehouse, segments: pd.DataFrame) -> str:
 
 
 def pca_scatter(w: Warehouse, segments: pd.DataFrame, sample: int) -> str:
-    from .modeling import StoredModel
+    from .model.params import StoredModel
 
     w.need("segment_model", "user_segments", "user_features")
     params = w.rows(f"select * from segment_model where model_version = {latest('segment_model')}",
@@ -972,7 +972,8 @@ def no_model_reason(w: Warehouse) -> str | None:
 
     The fit's settings are the project's (dbt_project.yml): a run with other `--vars` is not known here.
     """
-    from . import fit, modeling
+    from .model import fit
+    from .model import params as modeling
 
     if not {"segment_model", "user_features"} <= w.tables or not w.frame("select 1 from segment_model limit 1").empty:
         return None

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shopper_segments import drift
+from shopper_segments.model import drift
 from shopper_segments.generator import generate_events
 from conftest import Warehouse
 

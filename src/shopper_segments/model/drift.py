@@ -102,7 +102,7 @@ def warehouse_reader(target: str, duckdb_path: Path) -> Callable[[str], pd.DataF
                 return con.sql(sql.format(drift="segment_drift")).df()
 
         return read_duckdb
-    from . import connections
+    from ..ingest import connections
 
     relation = f"{connections.quote(connections.target_schema(target))}.{connections.quote('segment_drift')}"
 
