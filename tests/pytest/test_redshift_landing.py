@@ -23,7 +23,6 @@ import pg_support
 from conftest import NOVEMBER_HEAD, OCTOBER_HEAD, PROJECT, Warehouse
 from shopper_segments import settings
 from shopper_segments.ingest.loader import load_event_files
-from shopper_segments.ingest.warehouses import DuckDBWarehouse
 from shopper_segments.ingest.redshift_landing import (
     STAGING_FOLDER,
     LandingStatements,
@@ -32,6 +31,7 @@ from shopper_segments.ingest.redshift_landing import (
     S3Store,
     landing_settings,
 )
+from shopper_segments.ingest.warehouses import DuckDBWarehouse
 
 import moto  # noqa: E402 - pinned in requirements/dev.txt
 

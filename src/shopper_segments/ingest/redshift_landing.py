@@ -1,6 +1,6 @@
 """`segments load` on Amazon Redshift: new event files from S3, landed by `COPY`, one transaction per file.
 
-The rules are the loader's (shopper_segments.loader): a file is identified by its name (its key
+The rules are the loader's (shopper_segments.ingest.loader): a file is identified by its name (its key
 relative to the prefix), a name already landed with the same SHA-256 is skipped, the same content
 under a new name is recorded as `duplicate_content`, a broken or rewritten file is quarantined, and
 each file is landed in one transaction, so nothing is ever half-landed. Per new file:
