@@ -7,7 +7,7 @@
     - shopper_flow: scored shoppers, newly scored, changed segment and left since the previous run
       (from the assignment history, user_segment_history);
     - verdict: the run's verdict from the largest PSI (the rule is in verdict_rule).
-    Nothing is written while no model version is fitted. -#}
+    Nothing is written while no model version is fitted, nor by a run with nothing new. -#}
 -- depends_on: {{ segment_model_relation() }}
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail') }}
 
@@ -316,9 +316,27 @@ select
         'largest PSI over the features and the segment mix: >= {{ retrain }} retrain recommended, '
         || '>= {{ drifting }} drifting, else stable' as {{ dbt.type_string() }}
     ) as verdict_rule,
-    cast((select max(history.dbt_valid_from) from history) as {{ dbt.type_timestamp() }}) as history_as_of
+    cast((select max(history.dbt_valid_from) from history) as {{ dbt.type_timestamp() }}) as history_as_of,
+    cast((select max(features.last_load_id) from {{ ref('user_features') }} as features) as integer)
+        as data_as_of_load_id
 from all_measures
 left join previous_run
     on
         all_measures.measure_type = previous_run.measure_type
         and all_measures.measure_name = previous_run.measure_name
+{% if is_incremental() %}
+    -- A run with nothing new (same model version, no new load, no new assignment) appends nothing,
+    -- so running the main job again changes no row.
+    where not exists (
+        select 1
+        from previous_run as same
+        where
+            same.model_version = {{ model_version }}
+            and coalesce(same.data_as_of_load_id, -1) = coalesce(
+                (select max(features.last_load_id) from {{ ref('user_features') }} as features), -1
+            )
+            and coalesce(same.history_as_of, cast('1900-01-01' as {{ dbt.type_timestamp() }})) = coalesce(
+                (select max(history.dbt_valid_from) from history), cast('1900-01-01' as {{ dbt.type_timestamp() }})
+            )
+    )
+{% endif %}

@@ -1,6 +1,6 @@
 """Drift (issue 16): each run's verdict on how far the shoppers moved from the model's training data,
 the shopper flow, source freshness and `segments run --retrain-if-drifted`. Real loads and dbt builds:
-ONE small base warehouse (generated `planted` shoppers, three weeks of daily files, one model version),
+ONE small base warehouse (300 generated `planted` shoppers, eleven days of daily files, one model version),
 copied for two branches: one more day from the same generation (an unchanged distribution), and
 three days in which the same shoppers behave as another world (a changed behaviour mix)."""
 
@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from shopper_segments.generate import generate_events
 from shopper_segments.model import drift
-from shopper_segments.generator import generate_events
 from conftest import Warehouse
 
 USERS, DAYS, SEED = 300, 12, 5
@@ -37,7 +37,7 @@ def generated(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory, generated) -> Warehouse:
-    """Three weeks landed and built: model version 1 and the first segment_drift run."""
+    """Eleven days landed and built: model version 1 and the first segment_drift run."""
     landing = tmp_path_factory.mktemp("drift_landing")
     for path in generated.files[:-1]:
         shutil.copy(path, landing / path.name)
@@ -186,14 +186,16 @@ def test_the_report_opens_with_what_changed(unchanged, tmp_path):
     assert "Since the previous run:" in section
 
 
-def test_the_psi_thresholds_are_the_vars(unchanged, tmp_path):
+def test_the_psi_thresholds_are_the_vars(unchanged, generated, tmp_path):
     """drift_psi_drifting / drift_psi_retrain (README): the same run's PSIs get the verdict the vars say."""
     warehouse = copy_warehouse(unchanged[0], tmp_path / "thresholds")
     largest = warehouse.scalar("select max(psi) from segment_drift where measure_type = 'verdict' "
                                "and run_started_at = (select max(run_started_at) from segment_drift)")
     assert 0 < largest < 0.1
+    warehouse.segments("run", "--events", str(generated.files[-1]))  # nothing new: no run appended
+    assert warehouse.scalar("select count(distinct run_id) from segment_drift") == 2
     for thresholds, expected in [({"drift_psi_drifting": largest / 2, "drift_psi_retrain": 1000}, "drifting"),
                                  ({"drift_psi_drifting": largest / 4, "drift_psi_retrain": largest / 2},
                                   "retrain recommended")]:
-        warehouse.segments("dbt", "run", "--select", "segment_drift", "--vars", json.dumps(thresholds))
+        warehouse.segments("dbt", "run", "--select", "segment_drift", "--full-refresh", "--vars", json.dumps(thresholds))
         assert newest_run(warehouse).verdict.iloc[0] == expected
