@@ -1,10 +1,10 @@
 """Redundancy, separation and permutation importance of every candidate feature, per model version.
 
 Computed once, for the latest model version, in the build that fits it (then nothing to do until
-the next version): shopper_segments.evaluation.feature_analysis, shared with `segments fit`.
+the next version): shopper_segments.model.analyses.k_and_features.feature_analysis, shared with `segments fit`.
 """
 
-from shopper_segments.duckdb_inputs import analysis_model
+from shopper_segments.model.duckdb_inputs import analysis_model
 
 
 def model(dbt, session):

@@ -1,10 +1,10 @@
 """The k scan of each model version (criteria and bootstrap stability per k, the choice and its reason).
 
 Computed once, for the latest model version, in the build that fits it (then nothing to do until
-the next version): shopper_segments.evaluation.k_selection, shared with `segments fit`.
+the next version): shopper_segments.model.analyses.k_and_features.k_selection, shared with `segments fit`.
 """
 
-from shopper_segments.duckdb_inputs import analysis_model
+from shopper_segments.model.duckdb_inputs import analysis_model
 
 
 def model(dbt, session):

@@ -1,10 +1,10 @@
 """KMeans against other algorithms, feature sets and preprocessings, per model version.
 
 Computed once, for the latest model version, in the build that fits it (then nothing to do until
-the next version): shopper_segments.evaluation.method_comparison, shared with `segments fit`.
+the next version): shopper_segments.model.analyses.methods.method_comparison, shared with `segments fit`.
 """
 
-from shopper_segments.duckdb_inputs import analysis_model
+from shopper_segments.model.duckdb_inputs import analysis_model
 
 
 def model(dbt, session):

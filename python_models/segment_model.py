@@ -3,7 +3,7 @@
 One tidy row per fitted parameter, per metric and per segment label, for every model version.
 Incremental: a run keeps the current version unless `retrain` is true (or no version exists);
 retraining on unchanged inputs adds nothing. A retrained version keeps the ids and names of the
-segments it shares with the current one. The fitting code is shopper_segments.modeling, shared
+segments it shares with the current one. The fitting code is shopper_segments.model.training, shared
 with `segments fit` for warehouses without Python models.
 
 The settings (the project's vars) come in `meta` (python_models/_python_models.yml): dbt hands a
@@ -12,35 +12,35 @@ When too few shoppers are eligible, nothing is fitted (the run says so in one li
 shopper stays `not_enough_history` in user_segments, or keeps the current version's segment.
 """
 
-from shopper_segments import duckdb_inputs, modeling
+from shopper_segments.model import duckdb_inputs, params, training
 
 
 def model(dbt, session):
     dbt.config(materialized="incremental", incremental_strategy="append")
     meta = dbt.config.get("meta")
-    settings = modeling.FitSettings.from_model_meta(meta)
+    settings = params.FitSettings.from_model_meta(meta)
 
     previous = None
     if dbt.is_incremental:
         previous = session.sql(
             f"select * from {dbt.this} where model_version = (select max(model_version) from {dbt.this})"
         ).df()
-        if len(previous) and not modeling.retrain_requested(meta):
-            return modeling.empty_params()
-    latest_version, latest_fingerprint, previous = modeling.current_version(previous)
+        if len(previous) and not params.retrain_requested(meta):
+            return params.empty_params()
+    latest_version, latest_fingerprint, previous = params.current_version(previous)
 
     features = dbt.ref("user_features")
     eligible = features.filter(f"events >= {settings.min_events}").project("user_id").fetchnumpy()["user_id"]
-    no_fit = modeling.no_fit_message(len(eligible), settings, latest_version)
+    no_fit = params.no_fit_message(len(eligible), settings, latest_version)
     if no_fit:
         print(no_fit, flush=True)
-        return modeling.empty_params()
-    inputs = modeling.TrainingInputs(
+        return params.empty_params()
+    inputs = training.TrainingInputs(
         eligible_user_ids=eligible,
         fetch_features=lambda user_ids: duckdb_inputs.rows_of(session, features, "user_id", user_ids),
         feature_config=dbt.ref("segment_features").df(),
         personas=dbt.ref("segment_personas").df(),
         traits=dbt.ref("segment_persona_traits").df(),
     )
-    params, _ = modeling.train_new_version(inputs, settings, latest_version, latest_fingerprint, previous)
-    return params
+    new_rows, _ = training.train_new_version(inputs, settings, latest_version, latest_fingerprint, previous)
+    return new_rows

@@ -1,10 +1,10 @@
 """Each segment as readable decision-tree rules, per model version.
 
 Computed once, for the latest model version, in the build that fits it (then nothing to do until
-the next version): shopper_segments.evaluation.segment_rules, shared with `segments fit`.
+the next version): shopper_segments.model.analyses.assignment.segment_rules, shared with `segments fit`.
 """
 
-from shopper_segments.duckdb_inputs import analysis_model
+from shopper_segments.model.duckdb_inputs import analysis_model
 
 
 def model(dbt, session):

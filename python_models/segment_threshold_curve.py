@@ -3,10 +3,10 @@ is computed from n of their events, and the share of shoppers reaching n; the re
 the default of the `min_events` var.
 
 Computed once, for the latest model version, in the build that fits it (then nothing to do until
-the next version): shopper_segments.evaluation.threshold_curve, shared with `segments fit`.
+the next version): shopper_segments.model.analyses.threshold.threshold_curve, shared with `segments fit`.
 """
 
-from shopper_segments.duckdb_inputs import analysis_model
+from shopper_segments.model.duckdb_inputs import analysis_model
 
 
 def model(dbt, session):

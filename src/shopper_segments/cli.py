@@ -56,7 +56,7 @@ def run_dbt(args: list[str]) -> int:
     """Run dbt in the project folder; returns its exit code."""
     command = [_dbt_executable(), *args]
     if settings.target() == "duckdb":
-        from .privacy import ensure_private_file
+        from .ingest.privacy import ensure_private_file
 
         ensure_private_file(settings.privacy_duckdb_path())
     print("$ dbt " + " ".join(args), flush=True)
@@ -73,7 +73,7 @@ QUARANTINE_EXIT_CODE = 2
 
 def land_files(args: argparse.Namespace):
     """Land the new event files; returns the LoadResult (quarantined files included)."""
-    from .loader import load_event_files, open_raw_warehouse
+    from .ingest.loader import load_event_files, open_raw_warehouse
 
     target = settings.target()
     location = settings.events_location(args.events, target)
@@ -107,7 +107,7 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 def _dbt_vars(dbt_args: list[str]) -> dict:
     """The `--vars` mapping among extra dbt arguments (the fit honours them as dbt does)."""
-    from .fit import parse_vars
+    from .model.fit import parse_vars
 
     for index, arg in enumerate(dbt_args):
         if arg == "--vars" and index + 1 < len(dbt_args):
@@ -119,7 +119,7 @@ def _dbt_vars(dbt_args: list[str]) -> dict:
 
 def fit_outside_dbt(retrain: bool, cli_vars: dict) -> int:
     """Write the Python models' tables with `segments fit` (warehouses without dbt Python models)."""
-    from .fit import run_fit
+    from .model.fit import run_fit
 
     print(f"$ segments fit{' --retrain' if retrain else ''} (target {settings.target()})", flush=True)
     started = time.perf_counter()
@@ -129,7 +129,7 @@ def fit_outside_dbt(retrain: bool, cli_vars: dict) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from .fit import parse_vars
+    from .model.fit import parse_vars
 
     cli_vars = parse_vars(args.vars)
     if settings.target() == "duckdb":
@@ -141,7 +141,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 def _privacy_store(operation: str = "ensure_privacy_tables", dbt_vars: dict | None = None):
     """The privacy schema, after `dbt run-operation <operation>` has created its tables."""
-    from .privacy import PrivacyStore
+    from .ingest.privacy import PrivacyStore
 
     if run_dbt(["run-operation", operation, *(["--vars", json.dumps(dbt_vars)] if dbt_vars else [])]) != 0:
         raise SystemExit(f"ERROR: the privacy check failed (dbt run-operation {operation}, see above); "
@@ -153,7 +153,7 @@ def prepare_privacy(rotate: bool, dbt_vars: dict) -> int:
     """Before a run lands anything: the run's privacy settings must be the warehouse's, and
     SEGMENTS_PSEUDONYMISATION_KEY (when set) the key it was built with, unless rotating. The key goes
     where the SQL reads it (the privacy schema), never into SQL text or logs."""
-    from .privacy import KeyChangedError, store_pseudonymisation_key as store
+    from .ingest.privacy import KeyChangedError, store_pseudonymisation_key as store
 
     key = os.environ.get("SEGMENTS_PSEUDONYMISATION_KEY", "")
     if rotate and not key:
@@ -174,7 +174,7 @@ def prepare_privacy(rotate: bool, dbt_vars: dict) -> int:
 
 def compact_after_erasure() -> None:
     """On DuckDB, rewrite the warehouse file once erasures have been applied (docs/gdpr.md)."""
-    from .privacy import compact_duckdb_file, erasures_to_compact
+    from .ingest.privacy import compact_duckdb_file, erasures_to_compact
 
     warehouse, privacy_file = settings.duckdb_path(), settings.privacy_duckdb_path()
     applied = erasures_to_compact(warehouse, privacy_file, settings.privacy_schema())
@@ -186,7 +186,7 @@ def compact_after_erasure() -> None:
 
 
 def cmd_erase(args: argparse.Namespace) -> int:
-    from .privacy import RequestIdReusedError, record_erasure
+    from .ingest.privacy import RequestIdReusedError, record_erasure
 
     privacy = _privacy_store()
     try:
@@ -203,7 +203,7 @@ def cmd_erase(args: argparse.Namespace) -> int:
 
 
 def cmd_pseudonym(args: argparse.Namespace) -> int:
-    from .privacy import pseudonym
+    from .ingest.privacy import pseudonym
 
     key = os.environ.get("SEGMENTS_PSEUDONYMISATION_KEY", "")
     if not key:
@@ -254,7 +254,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def report_drift(args: argparse.Namespace, target: str, dbt_args: list[str]) -> int:
     """After a build: one line of source freshness and one of drift; with --retrain-if-drifted, a new
     model version when the verdict is `retrain recommended` (docs/model.md, "Drift")."""
-    from . import drift
+    from .model import drift
 
     _, freshness = drift.source_freshness([_dbt_executable()], settings.project_dir(), dbt_env())
     print(freshness, flush=True)  # stale files warn here; they do not fail the run
@@ -439,7 +439,7 @@ def explain_operational_error(error: BaseException) -> str | None:
     where = settings.duckdb_path()
     if isinstance(error, OperationalError):
         return text
-    from .loader import NoEventFilesError
+    from .ingest.files import NoEventFilesError
 
     if isinstance(error, NoEventFilesError):
         return text

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shopper_segments import drift
 from shopper_segments.generate import generate_events
+from shopper_segments.model import drift
 from conftest import Warehouse
 
 USERS, DAYS, SEED = 300, 12, 5

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from conftest import OCTOBER_HEAD, Warehouse
-from shopper_segments import privacy
+from shopper_segments.ingest import privacy
 from shopper_segments.generate import generate_events
 
 PROJECT_SCHEMAS = ("main", "main_private", "raw")

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from conftest import PROJECT, Warehouse
 from shopper_segments.generate import generate_events
-from shopper_segments.loader import EXPECTED_HEADER
+from shopper_segments.ingest.files import EXPECTED_HEADER
 
 # Columns that record when a run happened: they differ between two warehouses built at different
 # moments, and are left out when comparing them.

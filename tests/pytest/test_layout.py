@@ -9,11 +9,6 @@ Cheap: it only parses the source of src/shopper_segments with `ast`, no warehous
   docstring, on a line starting with LENGTH_MARKER ("Length: ...").
 - Every file of the package that is not Python (the report's templates) is named in pyproject's
   package-data: else a built wheel, and so the container image, goes without it.
-
-Some modules break these rules today and are being fixed in parallel (issue 18). The
-`KNOWN_*` sets name them: the tests that demand a clean package are `xfail(strict=True)` until
-they are fixed (strict, so the marker must go once they are), and the two `no_new_*` tests keep
-every other module clean meanwhile.
 """
 
 from __future__ import annotations
@@ -30,9 +25,6 @@ SOFT_LIMIT = 500
 HARD_LIMIT = 600
 LENGTH_MARKER = "Length:"
 
-# Being fixed in parallel (issue 18); remove from here, and the xfail below, when fixed.
-KNOWN_CIRCLE = {"shopper_segments.modeling", "shopper_segments.identity", "shopper_segments.model_selection"}
-KNOWN_LONG = {"shopper_segments.evaluation", "shopper_segments.loader", "shopper_segments.modeling"}
 
 
 def module_files() -> dict[str, Path]:
@@ -111,36 +103,21 @@ def test_the_graph_sees_relative_lazy_and_package_imports():
     assert "shopper_segments.generate.events" in graph["shopper_segments.generate"]  # from .events import
     assert "shopper_segments.generate" in graph["shopper_segments.bench"]  # lazy, inside benchmark()
     assert "shopper_segments.settings" in graph["shopper_segments.bench"]  # from .. import settings
+    assert "shopper_segments.model.params" in graph["shopper_segments.model.analyses.study"]  # from ..params import
     assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert circles({"a": {"b"}, "b": set()}) == []
 
 
-@pytest.mark.xfail(strict=True, reason="import circle modeling <-> identity <-> model_selection (issue 18)")
 def test_no_import_circle():
     found = circles(import_graph(module_files()))
     print("import circles:", describe_circles(found) or "none")
     assert not found, f"import circles: {describe_circles(found)}"
 
 
-def test_no_new_import_circle():
-    found = circles(import_graph(module_files()))
-    new = [group for group in found if not set(group) <= KNOWN_CIRCLE]
-    print("import circles:", describe_circles(found) or "none")
-    assert not new, f"new import circles: {describe_circles(new)}"
-
-
-@pytest.mark.xfail(strict=True, reason="over 600 lines: evaluation, loader, modeling (issue 18)")
 def test_no_long_module():
     wrong = long_modules()
     print("too long:", wrong or "none")
     assert not wrong, f"modules too long: {wrong}"
-
-
-def test_no_new_long_module():
-    wrong = long_modules()
-    print("too long:", wrong or "none")
-    new = {name: problem for name, problem in wrong.items() if name not in KNOWN_LONG}
-    assert not new, f"modules too long: {new}"
 
 
 def test_every_file_that_is_not_python_ships_with_the_package():

@@ -9,7 +9,9 @@ import shutil
 
 import pytest
 
-from shopper_segments.loader import DuckDBWarehouse, EXPECTED_HEADER, load_event_files
+from shopper_segments.ingest.files import EXPECTED_HEADER
+from shopper_segments.ingest.loader import load_event_files
+from shopper_segments.ingest.warehouses import DuckDBWarehouse
 from conftest import NOVEMBER_HEAD, OCTOBER_HEAD
 
 

@@ -10,7 +10,7 @@ import pytest
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score
 
-from shopper_segments import modeling, naming
+from shopper_segments.model import naming, params as model_params
 
 ANALYSIS_TABLES = [
     "segment_k_selection",
@@ -92,7 +92,7 @@ def test_names_follow_the_documented_rules_from_the_stored_traits(demo_warehouse
 
 def test_traits_are_the_stored_centroids(demo_warehouse):
     params = demo_warehouse.df("select * from segment_model")
-    stored = modeling.StoredModel.from_params(params)
+    stored = model_params.StoredModel.from_params(params)
     traits = demo_warehouse.df("select * from segment_traits where model_version = 1")
     z = stored.centroids @ stored.loadings + stored.pca_mean  # centroids in standardised features
     pivot = traits.pivot(index="segment_id", columns="feature_name", values="centroid_z").loc[

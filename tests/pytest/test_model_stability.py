@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from shopper_segments import modeling
+from shopper_segments.model import params as model_params, training
 from shopper_segments.generate import generate_events
 from conftest import NOVEMBER_HEAD, Warehouse
 
@@ -82,19 +82,19 @@ def test_relabelled_model_scores_in_sql_exactly_as_it_predicts(retrained):
         features = con.sql("select * from user_features order by user_id").df()
         seeds = {name: con.sql(f"select * from {name}").df()
                  for name in ("segment_features", "segment_personas", "segment_persona_traits")}
-    stored = modeling.StoredModel.from_params(params)
+    stored = model_params.StoredModel.from_params(params)
     eligible = features[features.events >= stored.settings.min_events]
     scored = warehouse.df("select user_id, segment_id from user_segments where segment_status = 'scored'")
     assert (scored.set_index("user_id").segment_id.loc[eligible.user_id].to_numpy() == stored.predict(eligible)).all()
 
-    inputs = modeling.TrainingInputs(
+    inputs = training.TrainingInputs(
         eligible_user_ids=eligible.user_id.to_numpy(),
         fetch_features=lambda ids: features[features.user_id.isin(ids)].reset_index(drop=True),
         feature_config=seeds["segment_features"], personas=seeds["segment_personas"],
         traits=seeds["segment_persona_traits"],
     )
     previous = params[params.model_version == 1]
-    refit, model = modeling.train_new_version(inputs, stored.settings, 1, None, previous)
+    refit, model = training.train_new_version(inputs, stored.settings, 1, None, previous)
     key = ["param_group", "param_name", "feature_name", "component", "segment_id"]
 
     def numeric(frame):

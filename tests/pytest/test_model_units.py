@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings as hypothesis_settings, strategies as st
 
-from shopper_segments import evaluation, identity, model_selection, modeling, naming
+from shopper_segments.model import identity, naming, params as model_params, selection, training
+from shopper_segments.model.analyses import assignment, k_and_features, threshold
 from conftest import PROJECT
 
 FEATURES = ["night_share", "avg_viewed_price", "session_conversion_rate", "sessions"]
@@ -55,18 +56,18 @@ def shoppers(n_per_group: int, seed: int, centres=CENTRES, first_id: int = 1) ->
     return frame
 
 
-def fit(frame: pd.DataFrame, previous: modeling.StoredModel | None = None, **overrides) -> modeling.FittedModel:
-    settings = modeling.FitSettings(
+def fit(frame: pd.DataFrame, previous: model_params.StoredModel | None = None, **overrides) -> training.FittedModel:
+    settings = model_params.FitSettings(
         k_max=8, scan_sample_size=2000, scan_bootstraps=3, kmeans_n_init=4, min_events=1, **overrides
     )
-    return modeling.fit_model(frame, feature_config(), PERSONAS, TRAITS, settings, len(frame), previous)
+    return training.fit_model(frame, feature_config(), PERSONAS, TRAITS, settings, len(frame), previous)
 
 
 @pytest.fixture(scope="module")
-def first() -> tuple[pd.DataFrame, modeling.FittedModel, pd.DataFrame]:
+def first() -> tuple[pd.DataFrame, training.FittedModel, pd.DataFrame]:
     frame = shoppers(300, seed=1)
     model = fit(frame)
-    params = modeling.to_params(model, 1, "f1", pd.Timestamp("2020-01-01").to_pydatetime())
+    params = training.to_params(model, 1, "f1", pd.Timestamp("2020-01-01").to_pydatetime())
     return frame, model, params
 
 
@@ -86,7 +87,7 @@ def test_k_scan_finds_the_planted_groups_and_names_them(first):
 
 def test_stored_model_predicts_like_the_fitted_pipeline(first):
     frame, model, params = first
-    stored = modeling.StoredModel.from_params(params)
+    stored = model_params.StoredModel.from_params(params)
     assert stored.version == 1 and stored.features == FEATURES
     assert (stored.predict(frame) == model.predict(frame)).all()
     assert stored.settings == model.settings
@@ -96,7 +97,7 @@ def test_stored_model_predicts_like_the_fitted_pipeline(first):
 def test_retraining_on_new_shoppers_keeps_ids_and_names(first):
     frame, model, params = first
     newer = shoppers(300, seed=2, first_id=10_000)  # same groups, other shoppers
-    stored = modeling.StoredModel.from_params(params)
+    stored = model_params.StoredModel.from_params(params)
     retrained = fit(newer, previous=stored)
     before, after = stored.predict(newer), retrained.predict(newer)
     assert (before == after).mean() > 0.98
@@ -108,7 +109,7 @@ def test_retraining_on_new_shoppers_keeps_ids_and_names(first):
 
 def test_a_new_group_gets_a_fresh_id_never_used_before(first):
     _, _, params = first
-    stored = modeling.StoredModel.from_params(params)
+    stored = model_params.StoredModel.from_params(params)
     centres = np.vstack([CENTRES, [[3.0, 3.0, 3.0, 3.0]]])  # a fifth, new behaviour
     newer = shoppers(300, seed=3, centres=centres)
     retrained = fit(newer, previous=stored, n_segments=5)
@@ -154,26 +155,26 @@ def scan(rows):
 
 
 def test_choose_k_takes_the_best_silhouette_among_stable_k():
-    settings = modeling.FitSettings()
+    settings = model_params.FitSettings()
     table = scan([(2, 0.30, 0.99), (3, 0.40, 0.70), (4, 0.35, 0.95), (5, 0.20, 0.95)])
-    assert model_selection.choose_k(table, settings).k == 4  # k=3 separates better but is unstable
+    assert selection.choose_k(table, settings).k == 4  # k=3 separates better but is unstable
     unstable = scan([(2, 0.30, 0.50), (3, 0.40, 0.60)])
-    choice = model_selection.choose_k(unstable, settings)
+    choice = selection.choose_k(unstable, settings)
     assert choice.k == 3 and "No k reached" in choice.reason
 
 
 def test_choose_k_breaks_silhouette_ties_by_stability_then_keeps_the_previous_k():
-    settings = modeling.FitSettings(silhouette_tolerance=0.02, stability_tolerance=0.02)
+    settings = model_params.FitSettings(silhouette_tolerance=0.02, stability_tolerance=0.02)
     # The planted case: a 7th segment splitting a broad one separates a bit better but is less reproducible.
     table = scan([(5, 0.294, 0.90), (6, 0.305, 0.98), (7, 0.315, 0.87), (8, 0.276, 0.96)])
-    choice = model_selection.choose_k(table, settings)
+    choice = selection.choose_k(table, settings)
     assert choice.k == 6 and "k=6, k=7 are within 0.020" in choice.reason
-    assert model_selection.choose_k(table, settings, previous_k=7).k == 7  # a retraining keeps its k
-    assert model_selection.choose_k(table, settings, previous_k=8).k == 6  # unless it is no longer tied
-    assert model_selection.choose_k(table, modeling.FitSettings(silhouette_tolerance=0.005)).k == 7
+    assert selection.choose_k(table, settings, previous_k=7).k == 7  # a retraining keeps its k
+    assert selection.choose_k(table, settings, previous_k=8).k == 6  # unless it is no longer tied
+    assert selection.choose_k(table, model_params.FitSettings(silhouette_tolerance=0.005)).k == 7
     # Equally stable (within 0.02): the silhouette decides, not a stability difference of noise.
     flat = scan([(4, 0.275, 0.969), (5, 0.271, 0.939), (6, 0.290, 0.966)])
-    assert model_selection.choose_k(flat, settings).k == 6
+    assert selection.choose_k(flat, settings).k == 6
 
 
 def test_names_follow_the_centroids_and_a_weak_match_gets_a_descriptive_name():
@@ -204,7 +205,7 @@ def test_correlation_pruning_keeps_the_first_of_each_redundant_group():
     correlation = pd.DataFrame(
         [[1, 0.95, 0.1], [0.95, 1, 0.2], [0.1, 0.2, 1]], index=list("abc"), columns=list("abc")
     )
-    assert evaluation.correlation_pruning(correlation, ["b", "a", "c"], 0.9) == {"b": None, "a": "b", "c": None}
+    assert k_and_features.correlation_pruning(correlation, ["b", "a", "c"], 0.9) == {"b": None, "a": "b", "c": None}
 
 
 def test_threshold_recommendation_and_rule_text():
@@ -214,12 +215,12 @@ def test_threshold_recommendation_and_rule_text():
         {"min_events": 8, "reliable_share": 0.6296},
         {"min_events": 10, "reliable_share": 0.55},
     ]
-    assert evaluation.recommended_threshold(rows) == 5  # a tie at three decimals goes to the smaller n
+    assert threshold.recommended_threshold(rows) == 5  # a tie at three decimals goes to the smaller n
     # Only a reliable n can be recommended; when none is, the curve recommends nothing.
     flagged = [dict(r, is_reliable=r["min_events"] >= 8) for r in rows]
-    assert evaluation.recommended_threshold(flagged) == 8
-    assert evaluation.recommended_threshold([dict(r, is_reliable=False) for r in rows]) is None
-    text = evaluation.rule_text([("a", ">", 1.0), ("b", "<=", 2.0), ("a", ">", 1.5), ("a", "<=", 4.0)])
+    assert threshold.recommended_threshold(flagged) == 8
+    assert threshold.recommended_threshold([dict(r, is_reliable=False) for r in rows]) is None
+    text = assignment.rule_text([("a", ">", 1.0), ("b", "<=", 2.0), ("a", ">", 1.5), ("a", "<=", 4.0)])
     assert text == "1.5 < a <= 4 and b <= 2"
 
 
@@ -231,14 +232,14 @@ def test_subsampled_events_keep_n_events_of_each_shopper_with_their_sessions():
             "user_session": [f"s{i // 4}" for i in range(13)],
         }
     )
-    part = evaluation.subsample_events(events, 4, seed=1, draws=2)
+    part = threshold.subsample_events(events, 4, seed=1, draws=2)
     # Draw r of shopper u is pseudo-shopper 2u + r: n events each (all of them when fewer).
     assert part.groupby("user_id").size().to_dict() == {2: 4, 3: 4, 4: 3, 5: 3}
     original = part.assign(user_id=part.user_id // 2)
     assert original.merge(events, on=["user_id", "event_time", "user_session"]).shape[0] == len(part)
     # Deterministic whatever order the events come in.
     shuffled = events.sample(frac=1, random_state=3)
-    assert part.equals(evaluation.subsample_events(shuffled, 4, seed=1, draws=2))
+    assert part.equals(threshold.subsample_events(shuffled, 4, seed=1, draws=2))
 
 
 def test_seed_configuration_is_consistent():
@@ -261,11 +262,11 @@ def test_cv_strata_spread_extreme_shoppers_and_keep_five_folds():
     extreme = np.zeros(100, bool)
     extreme[:10] = True  # 10 extreme shoppers in segment 1: enough for five folds
     extreme[50:52] = True  # 2 in segment 2: too few, stratified with their segment
-    strata, folds = evaluation.cv_strata(labels, extreme, 5)
+    strata, folds = assignment.cv_strata(labels, extreme, 5)
     assert folds == 5 and len(set(strata)) == 3
     assert len(set(strata[:10])) == 1 and strata[0] != strata[10]
     assert strata[50] == strata[60]
-    assert evaluation.cv_strata(np.repeat([1, 2], [3, 50]), np.zeros(53, bool), 5)[1] == 3
+    assert assignment.cv_strata(np.repeat([1, 2], [3, 50]), np.zeros(53, bool), 5)[1] == 3
 
 
 def test_no_persona_without_structure_nor_when_a_defining_trait_is_missed():

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shopper_segments import modeling, reference_features
+from shopper_segments.model import params as model_params, reference_features, training
 from conftest import OCTOBER_HEAD, PROJECT
 
 MAIN_TABLES = [
@@ -138,15 +138,15 @@ def refit_from_warehouse(warehouse):
             ).fetchall()
         )
         stored = con.sql("select * from segment_model where model_version = (select max(model_version) from segment_model)").df()
-        inputs = modeling.TrainingInputs(
+        inputs = training.TrainingInputs(
             eligible_user_ids=features.loc[features.events >= config["min_events"], "user_id"].to_numpy(),
             fetch_features=lambda ids: features[features.user_id.isin(ids)].reset_index(drop=True),
             feature_config=con.sql("select * from segment_features").df(),
             personas=con.sql("select * from segment_personas").df(),
             traits=con.sql("select * from segment_persona_traits").df(),
         )
-    settings = modeling.FitSettings.from_config(lambda name, default: config.get(name, default))
-    params, model = modeling.train_new_version(inputs, settings, None, None)
+    settings = model_params.FitSettings.from_config(lambda name, default: config.get(name, default))
+    params, model = training.train_new_version(inputs, settings, None, None)
     return features, stored, params, model
 
 

@@ -17,7 +17,7 @@ import pytest
 
 import pg_support
 from conftest import NOVEMBER_HEAD, OCTOBER_HEAD, Warehouse
-from shopper_segments import connections
+from shopper_segments.ingest import connections
 
 FITTED_CONSUMERS = "source:fitted+"
 # Columns whose value is the time of the run, not a result.

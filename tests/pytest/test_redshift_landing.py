@@ -22,8 +22,8 @@ import sqlfluff
 import pg_support
 from conftest import NOVEMBER_HEAD, OCTOBER_HEAD, PROJECT, Warehouse
 from shopper_segments import settings
-from shopper_segments.loader import DuckDBWarehouse, load_event_files
-from shopper_segments.redshift_landing import (
+from shopper_segments.ingest.loader import load_event_files
+from shopper_segments.ingest.redshift_landing import (
     STAGING_FOLDER,
     LandingStatements,
     RedshiftWarehouse,
@@ -31,6 +31,7 @@ from shopper_segments.redshift_landing import (
     S3Store,
     landing_settings,
 )
+from shopper_segments.ingest.warehouses import DuckDBWarehouse
 
 import moto  # noqa: E402 - pinned in requirements/dev.txt
 
@@ -255,6 +256,6 @@ def test_load_on_redshift_says_what_is_missing_before_connecting(tmp_path):
     assert no_role.returncode != 0 and "needs SEGMENTS_REDSHIFT_COPY_ROLE" in no_role.stdout + no_role.stderr
     on_duckdb = cli.segments("load", "--events", PREFIX, check=False, SEGMENTS_TARGET="duckdb")
     assert on_duckdb.returncode != 0 and "S3 locations are landed on Redshift" in on_duckdb.stdout + on_duckdb.stderr
-    imports = subprocess.run([sys.executable, "-c", "import sys, shopper_segments.cli, shopper_segments.loader; "
+    imports = subprocess.run([sys.executable, "-c", "import sys, shopper_segments.cli, shopper_segments.ingest.loader; "
                               "print('boto3' in sys.modules)"], cwd=PROJECT, capture_output=True, text=True)
     assert imports.stdout.strip() == "False", imports.stderr

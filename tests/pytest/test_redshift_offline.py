@@ -125,7 +125,7 @@ def test_parse_and_ls_against_the_redshift_target(manifest, tmp_path):
 
 
 def test_every_table_segments_fit_writes_is_a_fitted_source(manifest):
-    from shopper_segments.fit import FIT_TABLES
+    from shopper_segments.model.fit import FIT_TABLES
 
     for name in FIT_TABLES:
         assert f"source.shopper_segments.fitted.{name}" in manifest["sources"], name

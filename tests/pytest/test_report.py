@@ -125,7 +125,7 @@ def test_label_catalogue_in_the_docs_matches_the_personas_seed():
     with open(PROJECT / "seeds" / "segment_personas.csv", newline="") as handle:
         personas = [[r["segment_name"], r["persona_key"], r["description"], r["marketing_action"]]
                     for r in csv.DictReader(handle)]
-    from shopper_segments.naming import DESCRIPTIVE
+    from shopper_segments.model.naming import DESCRIPTIVE
 
     assert rows[:-1] == personas
     assert rows[-1][1] == DESCRIPTIVE and "strongest trait" in rows[-1][0]

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from conftest import OCTOBER_HEAD, PROJECT, Warehouse
-from shopper_segments import fit, modeling
+from shopper_segments.model import fit, params as model_params
 
 # Every fit var set to a value that is not its default (dbt_project.yml), all in one run.
 CHANGED_VARS = {
@@ -43,29 +43,29 @@ def test_changed_vars_differ_from_the_defaults():
 def test_fit_outside_dbt_reads_the_same_settings_as_the_dbt_model():
     """`segments fit` (PostgreSQL, Redshift) renders segment_model's meta with the run's vars."""
     config = fit.python_model_config("segment_model", "postgres", CHANGED_VARS)
-    settings = modeling.FitSettings.from_model_meta(config["meta"])
+    settings = model_params.FitSettings.from_model_meta(config["meta"])
     assert (settings.min_events, settings.n_segments, settings.k_min, settings.k_max) == (3, 3, 3, 4)
     assert (settings.sample_size, settings.pca_variance, settings.random_state) == (150, 0.7, 7)
-    assert not modeling.retrain_requested(config["meta"])
-    assert modeling.retrain_requested(fit.python_model_config("segment_model", "postgres", {"retrain": True})["meta"])
-    auto = modeling.FitSettings.from_model_meta(fit.python_model_config("segment_model", "postgres", {})["meta"])
-    assert auto.n_segments == 0 and auto == modeling.FitSettings()  # the YAML defaults are the class defaults
+    assert not model_params.retrain_requested(config["meta"])
+    assert model_params.retrain_requested(fit.python_model_config("segment_model", "postgres", {"retrain": True})["meta"])
+    auto = model_params.FitSettings.from_model_meta(fit.python_model_config("segment_model", "postgres", {})["meta"])
+    assert auto.n_segments == 0 and auto == model_params.FitSettings()  # the YAML defaults are the class defaults
 
 
 def test_settings_without_their_meta_are_an_error_not_the_defaults():
     with pytest.raises(ValueError, match="meta.fit_settings"):
-        modeling.FitSettings.from_model_meta({"owner": "someone"})
+        model_params.FitSettings.from_model_meta({"owner": "someone"})
     with pytest.raises(ValueError, match="unknown fit settings"):
-        modeling.FitSettings.from_model_meta({"fit_settings": {"min_event": 3}})
+        model_params.FitSettings.from_model_meta({"fit_settings": {"min_event": 3}})
 
 
 def test_a_feature_nobody_has_is_imputed_without_a_warning():
     """A feature undefined for every training shopper (no priced purchase in a small sample)."""
-    specs = [modeling.FeatureSpec("avg_purchased_price", True, "median"), modeling.FeatureSpec("events", True, "0")]
+    specs = [model_params.FeatureSpec("avg_purchased_price", True, "median"), model_params.FeatureSpec("events", True, "0")]
     values = np.array([[np.nan, 3.0], [np.nan, 9.0], [np.nan, 4.0]])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        fitted = modeling.HeavyTailPreprocessor(specs).fit(values)
+        fitted = model_params.HeavyTailPreprocessor(specs).fit(values)
     assert list(fitted.impute_values_) == [0.0, 0.0]
     assert np.isfinite(fitted.transform(values)).all()
 

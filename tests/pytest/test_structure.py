@@ -1,4 +1,4 @@
-"""The verdict on structure (shopper_segments.structure): the rule, and the verdict on data whose
+"""The verdict on structure (shopper_segments.model.structure): the rule, and the verdict on data whose
 answer is known: separated groups (clear) and one continuum (none). Features are drawn directly,
 no warehouse; the verdict on generated shoppers through the real pipeline is in test_worlds.py."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shopper_segments import structure
+from shopper_segments.model import structure
 
 
 def test_the_documented_rule():

@@ -16,7 +16,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from conftest import PROJECT, Warehouse
-from shopper_segments import modeling, reference_features
+from shopper_segments.model import params as model_params, reference_features, training
 from shopper_segments.generate import BACKGROUND, generate_events
 
 NO_SEGMENT_USERS = 100_000
@@ -77,11 +77,11 @@ def calibrated_fit(tmp_path_factory):
     calendar = pd.read_csv(PROJECT / "seeds" / "marketing_calendar.csv")
     features = reference_features.user_features(
         reference_features.read_events(events.files), set(pd.to_datetime(calendar["calendar_date"]).dt.date))
-    settings = modeling.FitSettings()
+    settings = model_params.FitSettings()
     eligible = features[features["events"] >= settings.min_events].sort_values("user_id").reset_index(drop=True)
     seeds = {name: pd.read_csv(PROJECT / "seeds" / f"{name}.csv")
              for name in ("segment_features", "segment_personas", "segment_persona_traits")}
-    model = modeling.fit_model(eligible, seeds["segment_features"], seeds["segment_personas"],
+    model = training.fit_model(eligible, seeds["segment_features"], seeds["segment_personas"],
                                seeds["segment_persona_traits"], settings, len(eligible))
     scored = pd.DataFrame({"user_id": eligible["user_id"], "segment_id": model.predict(eligible)})
     scored = scored.merge(pd.read_csv(events.truth_file), on="user_id")

@@ -153,7 +153,7 @@ def pandas_reference(files: list[str]) -> int:
     """The same user features, the notebook way (whole files in memory)."""
     import pandas as pd
 
-    from .. import reference_features
+    from ..model import reference_features
 
     events = reference_features.read_events([Path(f) for f in files])
     calendar = pd.read_csv(settings.project_dir() / "seeds" / "marketing_calendar.csv", parse_dates=["calendar_date"])

@@ -218,7 +218,8 @@ def no_model_reason(w: Warehouse) -> str | None:
 
     The fit's settings are the project's (dbt_project.yml): a run with other `--vars` is not known here.
     """
-    from .. import fit, modeling
+    from ..model import fit
+    from ..model import params as modeling
 
     if not {"segment_model", "user_features"} <= w.tables or not w.frame("select 1 from segment_model limit 1").empty:
         return None

@@ -43,7 +43,7 @@ def segments_overview(w: Warehouse, segments: pd.DataFrame) -> str:
 
 
 def pca_scatter(w: Warehouse, segments: pd.DataFrame, sample: int) -> str:
-    from ..modeling import StoredModel
+    from ..model.params import StoredModel
 
     w.need("segment_model", "user_segments", "user_features")
     params = w.rows(f"select * from segment_model where model_version = {latest('segment_model')}",

@@ -34,7 +34,7 @@ class Warehouse:
                 "select table_name from information_schema.tables where table_schema = ?", params=[schema]
             ).fetchall()
         elif target == "postgres":
-            from .. import connections
+            from ..ingest import connections
 
             self._con = connections.connect(target)
             self._con.autocommit = True
@@ -51,7 +51,7 @@ class Warehouse:
     def frame(self, sql: str) -> pd.DataFrame:
         if self.target == "duckdb":
             return self._con.sql(sql).df()
-        from ..connections import read_frame
+        from ..ingest.connections import read_frame
 
         return read_frame(self._con, sql)
 

@@ -6,7 +6,7 @@ writes their tables instead, into the target schema, where the SQL models read t
 source `fitted` (models/segments/_fitted_sources.yml). Then `dbt build` scores in SQL.
 
 One implementation, not two: every Python model is a thin wrapper around a library function
-(shopper_segments.modeling ...), and so is every entry of `FIT_TABLES`. An entry reads its inputs
+(shopper_segments.model.training ...), and so is every entry of `FIT_TABLES`. An entry reads its inputs
 through a `FitContext` (the same tables `dbt.ref` gives the Python model, the model's own config
 with the project's vars), calls the library function and returns a DataFrame. The settings come
 from the Python model's config in python_models/*.yml, so both paths fit with the same settings.
@@ -29,7 +29,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from . import connections, evaluation, modeling, settings
+from .. import settings
+from ..ingest import connections
+from . import params, training
+from .analyses import assignment, k_and_features, methods, threshold
+from .analyses.study import StudyInputs
 
 
 class FitContext:
@@ -76,7 +80,7 @@ class FitContext:
         return python_model_config(model, self.target_type, self.cli_vars)
 
     def retrain(self, config: dict[str, Any]) -> bool:
-        return self.retrain_flag or modeling.retrain_requested(config.get("meta"))
+        return self.retrain_flag or params.retrain_requested(config.get("meta"))
 
     def analysed_versions(self, name: str) -> list[int]:
         """Model versions already in the analysis table `name` (none before its first write), as
@@ -85,9 +89,9 @@ class FitContext:
             return []
         return [int(v) for v in self.query(f"select distinct model_version from {self.relation(name)}")["model_version"]]
 
-    def study_inputs(self) -> evaluation.StudyInputs:
+    def study_inputs(self) -> StudyInputs:
         """What the analyses read, lazily, like `duckdb_inputs.study_inputs` over dbt.ref()."""
-        return evaluation.StudyInputs(
+        return StudyInputs(
             event_counts=lambda: self.query(f"select user_id, events from {self.relation('user_features')}"),
             fetch_features=lambda ids: self.rows_where_in("user_features", "user_id", ids),
             feature_config=self.ref("segment_features"),
@@ -136,13 +140,13 @@ def python_model_config(model: str, target_type: str, cli_vars: dict[str, Any]) 
 
 
 def fit_segment_model(ctx: FitContext) -> pd.DataFrame:
-    """`segment_model` (python_models/segment_model.py) outside dbt: `modeling.train_new_version`.
+    """`segment_model` (python_models/segment_model.py) outside dbt: `training.train_new_version`.
 
     Same rules as the Python model: keep the current version unless retraining (or none exists);
     same deterministic sample; a retrain on unchanged inputs adds nothing (training fingerprint).
     """
     config = ctx.config("segment_model")
-    fit_settings = modeling.FitSettings.from_model_meta(config.get("meta"))
+    fit_settings = params.FitSettings.from_model_meta(config.get("meta"))
     previous = None
     if ctx.exists("segment_model"):
         relation = ctx.relation("segment_model")
@@ -150,25 +154,25 @@ def fit_segment_model(ctx: FitContext) -> pd.DataFrame:
             f"select * from {relation} where model_version = (select max(model_version) from {relation})"
         )
         if len(previous) and not ctx.retrain(config):
-            return modeling.empty_params()
-    latest_version, latest_fingerprint, previous = modeling.current_version(previous)
+            return params.empty_params()
+    latest_version, latest_fingerprint, previous = params.current_version(previous)
 
     eligible = ctx.query(
         f"select user_id from {ctx.relation('user_features')} where events >= {fit_settings.min_events}"
     )["user_id"].to_numpy()
-    no_fit = modeling.no_fit_message(len(eligible), fit_settings, latest_version)
+    no_fit = params.no_fit_message(len(eligible), fit_settings, latest_version)
     if no_fit:
         print(no_fit, flush=True)
-        return modeling.empty_params()
-    inputs = modeling.TrainingInputs(
+        return params.empty_params()
+    inputs = training.TrainingInputs(
         eligible_user_ids=eligible,
         fetch_features=lambda user_ids: ctx.rows_where_in("user_features", "user_id", user_ids),
         feature_config=ctx.ref("segment_features"),
         personas=ctx.ref("segment_personas"),
         traits=ctx.ref("segment_persona_traits"),
     )
-    params, _ = modeling.train_new_version(inputs, fit_settings, latest_version, latest_fingerprint, previous)
-    return params
+    new_rows, _ = training.train_new_version(inputs, fit_settings, latest_version, latest_fingerprint, previous)
+    return new_rows
 
 
 def analysis(function: Callable[..., pd.DataFrame], name: str) -> Callable[[FitContext], pd.DataFrame]:
@@ -178,7 +182,7 @@ def analysis(function: Callable[..., pd.DataFrame], name: str) -> Callable[[FitC
     def build(ctx: FitContext) -> pd.DataFrame:
         return function(ctx.ref("segment_model"), ctx.analysed_versions(name), ctx.study_inputs())
 
-    build.__doc__ = f"`{name}` outside dbt: evaluation.{function.__name__}."
+    build.__doc__ = f"`{name}` outside dbt: {function.__module__}.{function.__name__}."
     return build
 
 
@@ -188,9 +192,9 @@ THRESHOLD_EVENT_COLUMNS = ("event_time, event_type, product_id, category_id, cat
 
 
 def fit_threshold_curve(ctx: FitContext) -> pd.DataFrame:
-    """`segment_threshold_curve` outside dbt: evaluation.threshold_curve, with the shoppers' clean events."""
+    """`segment_threshold_curve` outside dbt: threshold.threshold_curve, with the shoppers' clean events."""
     meta = ctx.config("segment_threshold_curve")["meta"]
-    return evaluation.threshold_curve(
+    return threshold.threshold_curve(
         ctx.ref("segment_model"),
         ctx.analysed_versions("segment_threshold_curve"),
         ctx.study_inputs(),
@@ -216,16 +220,16 @@ class FitTable:
 FIT_TABLES: dict[str, FitTable] = {
     "segment_model": FitTable(fit_segment_model, "append", "fitted parameters, labels and metrics per version"),
     # The analyses of the latest version (they read segment_model, so they come after it).
-    "segment_k_selection": FitTable(analysis(evaluation.k_selection, "segment_k_selection"), "append",
+    "segment_k_selection": FitTable(analysis(k_and_features.k_selection, "segment_k_selection"), "append",
                                     "the k scan: criteria and stability per k"),
     "segment_threshold_curve": FitTable(fit_threshold_curve, "append", "agreement against minimum events"),
-    "segment_feature_analysis": FitTable(analysis(evaluation.feature_analysis, "segment_feature_analysis"), "append",
+    "segment_feature_analysis": FitTable(analysis(k_and_features.feature_analysis, "segment_feature_analysis"), "append",
                                          "redundancy, separation, permutation importance"),
-    "segment_method_comparison": FitTable(analysis(evaluation.method_comparison, "segment_method_comparison"),
+    "segment_method_comparison": FitTable(analysis(methods.method_comparison, "segment_method_comparison"),
                                           "append", "other algorithms, feature sets, outlier handling"),
-    "segment_classifier_cv": FitTable(analysis(evaluation.classifier_cv, "segment_classifier_cv"), "append",
+    "segment_classifier_cv": FitTable(analysis(assignment.classifier_cv, "segment_classifier_cv"), "append",
                                       "cross-validated supervised assignment"),
-    "segment_rules": FitTable(analysis(evaluation.segment_rules, "segment_rules"), "append",
+    "segment_rules": FitTable(analysis(assignment.segment_rules, "segment_rules"), "append",
                               "decision-tree rules per segment"),
 }
 

@@ -1,12 +1,12 @@
 """`segments load` on Amazon Redshift: new event files from S3, landed by `COPY`, one transaction per file.
 
-The rules are the loader's (shopper_segments.loader): a file is identified by its name (its key
+The rules are the loader's (shopper_segments.ingest.loader): a file is identified by its name (its key
 relative to the prefix), a name already landed with the same SHA-256 is skipped, the same content
 under a new name is recorded as `duplicate_content`, a broken or rewritten file is quarantined, and
 each file is landed in one transaction, so nothing is ever half-landed. Per new file:
 
 1. the object is downloaded to a temporary folder and read and checked by an in-memory DuckDB,
-   exactly as on DuckDB and PostgreSQL (`loader.checked_lines`): one validation path everywhere;
+   exactly as on DuckDB and PostgreSQL (`files.checked_lines`): one validation path everywhere;
 2. its lines are written numbered (`line_number<0x1F>line`, gzip), because Redshift's parallel
    `COPY` keeps no line order, and uploaded next to the lake (`SEGMENTS_S3_STAGING_PREFIX`, by default
    `_segments_staging/` under the events prefix, which discovery never reads);
@@ -33,25 +33,23 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .connections import quote
-from .loader import (
-    REDSHIFT_MAX_VARCHAR,
+from .files import (
     Discovery,
     EventFile,
     EventFileError,
     NoEventFilesError,
-    PostgresWarehouse,
-    _now,
     _sql_string,
     checked_lines,
     discover_event_files,
     why_not_an_event_file_name,
 )
+from .warehouses import REDSHIFT_MAX_VARCHAR, PostgresWarehouse, _now
 
 S3_SCHEME = "s3://"
 STAGING_FOLDER = "_segments_staging/"
 COPY_ROLE_VARIABLE = "SEGMENTS_REDSHIFT_COPY_ROLE"
 STAGING_VARIABLE = "SEGMENTS_S3_STAGING_PREFIX"
-# Between the line number and the line: a byte the loader refuses inside a line (loader._LINE_DELIMITER).
+# Between the line number and the line: a byte the loader refuses inside a line (files._LINE_DELIMITER).
 NUMBER_DELIMITER = "\x1f"
 
 

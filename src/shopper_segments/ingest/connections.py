@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import settings
+from .. import settings
 
 PROFILE_NAME = "shopper_segments"
 

@@ -30,7 +30,7 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score, calinski_harabasz_score, davies_bouldin_score, silhouette_score
 
-from .modeling import FitSettings
+from .params import FitSettings
 
 SCAN_COLUMNS = {
     "k": "int64",

@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .evaluation import StudyInputs
+from .analyses import ANALYSES
+from .analyses.study import StudyInputs
 
 
 def rows_of(session, relation, key: str, ids: np.ndarray) -> pd.DataFrame:
@@ -36,15 +37,13 @@ def analysed_versions(dbt, session) -> list[int]:
 def analysis_model(dbt, session, analysis: str, fitted_params, user_features, feature_config,
                    events=None, marketing_calendar=None, meta=None) -> pd.DataFrame:
     """The body of every per-version analysis model (python_models/segment_<analysis>.py): read the
-    inputs lazily, skip the versions already analysed, return evaluation.<analysis>'s rows.
+    inputs lazily, skip the versions already analysed, return the rows of `analyses.ANALYSES[analysis]`.
 
     The model files keep only what dbt must read in them literally: their `dbt.ref(...)` calls (the
     DAG) and `dbt.config.get(...)`; materialization and strategy are in _python_models.yml. The
     threshold curve also re-derives features from sampled events (`events`, the calendar and the
     night hours of `meta`).
     """
-    from . import evaluation
-
     study = study_inputs(session, user_features, feature_config)
     extra = {}
     if events is not None:
@@ -54,7 +53,7 @@ def analysis_model(dbt, session, analysis: str, fitted_params, user_features, fe
             marketing_calendar=marketing_calendar.df(),
             night_hours=(int(meta["night_start_hour"]), int(meta["night_end_hour"])),
         )
-    return getattr(evaluation, analysis)(fitted_params.df(), analysed_versions(dbt, session), study, **extra)
+    return ANALYSES[analysis](fitted_params.df(), analysed_versions(dbt, session), study, **extra)
 
 
 # The stg_events columns the threshold curve recomputes features from.

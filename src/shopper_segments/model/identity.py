@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
-from .modeling import StoredModel, agreement
+from .params import StoredModel, agreement
 from .naming import SegmentSpace
 
 

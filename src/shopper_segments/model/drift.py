@@ -4,7 +4,7 @@ shoppers have moved from it (docs/model.md, "Drift").
 At fit time every model feature's training values are cut into bins at the training deciles and
 the share of training shoppers in each bin is stored with the version, as `drift` rows of
 segment_model (so every warehouse where a version is fitted holds them: the dbt Python model and
-`segments fit` both go through modeling.train_new_version). The per-run comparison is SQL
+`segments fit` both go through training.train_new_version). The per-run comparison is SQL
 (models/segments/segment_drift.sql): it puts the current eligible shoppers in the same bins and
 computes the population stability index (PSI). This module also reads the verdict back for
 `segments run --retrain-if-drifted`.
@@ -102,7 +102,7 @@ def warehouse_reader(target: str, duckdb_path: Path) -> Callable[[str], pd.DataF
                 return con.sql(sql.format(drift="segment_drift")).df()
 
         return read_duckdb
-    from . import connections
+    from ..ingest import connections
 
     relation = f"{connections.quote(connections.target_schema(target))}.{connections.quote('segment_drift')}"
 

@@ -1,6 +1,6 @@
 """Print the figures docs/model.md quotes, from a built warehouse (read-only).
 
-    python -m shopper_segments.model_report --duckdb warehouse/shopper_segments.duckdb \
+    python -m shopper_segments.model.model_report --duckdb warehouse/shopper_segments.duckdb \
         [--truth data/events/demo/truth/user_archetypes.csv]
 
 With `--truth` (the planted archetypes of generated data) it also prints the adjusted Rand index
