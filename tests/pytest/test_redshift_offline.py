@@ -38,13 +38,9 @@ NOT_OFFLINE = ["resource_type:unit_test", "resource_type:operation"]
 OFFLINE_MACROS = """
 {% macro is_incremental() %}{{ return(var('offline_incremental', false)) }}{% endmacro %}
 """
-OFFLINE_SCORING = """
-{{ segment_scores(
-    {'version': 3, 'features': ['sessions', 'active_days', 'view_to_cart_rate'], 'components': [1, 2],
-     'segments': [1, 2, 3], 'min_events': 8},
-    ref('user_features')
-) }}
-"""
+OFFLINE_SHAPE = ("{'version': 3, 'features': ['sessions', 'active_days', 'view_to_cart_rate'], 'components': [1, 2], "
+                 "'segments': [1, 2, 3], 'min_events': 8}")
+OFFLINE_SCORING = "{{ segment_scores(" + OFFLINE_SHAPE + ", ref('user_features')) }}"
 # sqlfluff on compiled SQL: parsing as Redshift SQL, plus rules about meaning rather than layout.
 SQLFLUFF_RULES = "ambiguous.distinct,ambiguous.union,ambiguous.join,ambiguous.column_references"
 
@@ -95,6 +91,10 @@ def compiled(tmp_path_factory) -> dict[str, str]:
         destination.parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if source.is_dir() else shutil.copy)(source, destination)
     (copy / "macros" / "_offline_compile.sql").write_text(OFFLINE_MACROS)
+    # segment_drift reads the fitted model's shape at compile time too: in the copy, a fixed shape.
+    scoring = copy / "macros" / "scoring" / "segment_scoring.sql"
+    scoring.write_text(scoring.read_text().replace(
+        "{% macro current_segment_model() -%}", "{% macro current_segment_model() -%}{{ return(" + OFFLINE_SHAPE + ") }}", 1))
     (copy / "analyses").mkdir()
     (copy / "analyses" / "offline_scoring.sql").write_text(OFFLINE_SCORING)
     # user_segments reads the fitted model's shape from the warehouse: its scoring is the analysis.
