@@ -20,27 +20,21 @@ def model(dbt, session):
     meta = dbt.config.get("meta")
     settings = params.FitSettings.from_model_meta(meta)
 
-    previous = None
+    current = None
     if dbt.is_incremental:
-        previous = session.sql(
+        current = session.sql(
             f"select * from {dbt.this} where model_version = (select max(model_version) from {dbt.this})"
         ).df()
-        if len(previous) and not params.retrain_requested(meta):
-            return params.empty_params()
-    latest_version, latest_fingerprint, previous = params.current_version(previous)
-
     features = dbt.ref("user_features")
-    eligible = features.filter(f"events >= {settings.min_events}").project("user_id").fetchnumpy()["user_id"]
-    no_fit = params.no_fit_message(len(eligible), settings, latest_version)
-    if no_fit:
-        print(no_fit, flush=True)
-        return params.empty_params()
-    inputs = training.TrainingInputs(
-        eligible_user_ids=eligible,
-        fetch_features=lambda user_ids: duckdb_inputs.rows_of(session, features, "user_id", user_ids),
-        feature_config=dbt.ref("segment_features").df(),
-        personas=dbt.ref("segment_personas").df(),
-        traits=dbt.ref("segment_persona_traits").df(),
-    )
-    new_rows, _ = training.train_new_version(inputs, settings, latest_version, latest_fingerprint, previous)
-    return new_rows
+    eligible = features.filter(f"events >= {settings.min_events}").project("user_id")
+
+    def read_inputs():
+        return training.TrainingInputs(
+            eligible_user_ids=eligible.fetchnumpy()["user_id"],
+            fetch_features=lambda user_ids: duckdb_inputs.rows_of(session, features, "user_id", user_ids),
+            feature_config=dbt.ref("segment_features").df(),
+            personas=dbt.ref("segment_personas").df(),
+            traits=dbt.ref("segment_persona_traits").df(),
+        )
+
+    return training.fit_if_due(current, params.retrain_requested(meta), settings, read_inputs)

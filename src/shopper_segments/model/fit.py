@@ -147,32 +147,25 @@ def fit_segment_model(ctx: FitContext) -> pd.DataFrame:
     """
     config = ctx.config("segment_model")
     fit_settings = params.FitSettings.from_model_meta(config.get("meta"))
-    previous = None
+    current = None
     if ctx.exists("segment_model"):
         relation = ctx.relation("segment_model")
-        previous = ctx.query(
+        current = ctx.query(
             f"select * from {relation} where model_version = (select max(model_version) from {relation})"
         )
-        if len(previous) and not ctx.retrain(config):
-            return params.empty_params()
-    latest_version, latest_fingerprint, previous = params.current_version(previous)
 
-    eligible = ctx.query(
-        f"select user_id from {ctx.relation('user_features')} where events >= {fit_settings.min_events}"
-    )["user_id"].to_numpy()
-    no_fit = params.no_fit_message(len(eligible), fit_settings, latest_version)
-    if no_fit:
-        print(no_fit, flush=True)
-        return params.empty_params()
-    inputs = training.TrainingInputs(
-        eligible_user_ids=eligible,
-        fetch_features=lambda user_ids: ctx.rows_where_in("user_features", "user_id", user_ids),
-        feature_config=ctx.ref("segment_features"),
-        personas=ctx.ref("segment_personas"),
-        traits=ctx.ref("segment_persona_traits"),
-    )
-    new_rows, _ = training.train_new_version(inputs, fit_settings, latest_version, latest_fingerprint, previous)
-    return new_rows
+    def read_inputs() -> training.TrainingInputs:
+        return training.TrainingInputs(
+            eligible_user_ids=ctx.query(
+                f"select user_id from {ctx.relation('user_features')} where events >= {fit_settings.min_events}"
+            )["user_id"].to_numpy(),
+            fetch_features=lambda user_ids: ctx.rows_where_in("user_features", "user_id", user_ids),
+            feature_config=ctx.ref("segment_features"),
+            personas=ctx.ref("segment_personas"),
+            traits=ctx.ref("segment_persona_traits"),
+        )
+
+    return training.fit_if_due(current, ctx.retrain(config), fit_settings, read_inputs)
 
 
 def analysis(function: Callable[..., pd.DataFrame], name: str) -> Callable[[FitContext], pd.DataFrame]:

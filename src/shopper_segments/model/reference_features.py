@@ -13,22 +13,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..ingest.files import EXPECTED_COLUMNS
+
 # Money is exact, as in the warehouse (numeric(28,6)): prices have at most 6 decimals (the price rule),
 # so they are summed as integer millionths; an average is the exact total / a count, one float
 # division, which is what the warehouse computes (docs/data_quality.md, "Money").
 MICROS = 10**6
 
-COLUMNS = [
-    "event_time",
-    "event_type",
-    "product_id",
-    "category_id",
-    "category_code",
-    "brand",
-    "price",
-    "user_id",
-    "user_session",
-]
+COLUMNS = list(EXPECTED_COLUMNS)  # the REES46 format's nine columns, as the loader expects them
 
 
 def read_events(paths: list[Path]) -> pd.DataFrame:

@@ -32,9 +32,11 @@ from .params import (
     StoredModel,
     build_preprocessing,
     choose_training_users,
+    current_version,
     empty_params,
     feature_specs,
     kmeans,
+    no_fit_message,
     single_threaded,
     too_few_to_fit,
 )
@@ -278,6 +280,32 @@ def train_new_version(
     trained_at = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
     params = to_params(model, (latest_version or 0) + 1, fingerprint, trained_at)
     return with_rows(params, drift.training_bin_rows(training, model.feature_names)), model
+
+
+def fit_if_due(
+    current_params: pd.DataFrame | None,
+    retrain: bool,
+    settings: FitSettings,
+    read_inputs: Callable[[], TrainingInputs],
+) -> pd.DataFrame:
+    """The fit step of both paths (the dbt Python model on DuckDB, `segments fit` elsewhere): the
+    parameter rows of a new version, or none. `current_params` are the rows of the current version
+    (None or empty when there is none).
+
+    The current version is kept unless `retrain`; too few eligible shoppers fit nothing (and say so in
+    one line); a retrain on unchanged inputs adds nothing (training fingerprint). `read_inputs` is only
+    called when a fit may happen, so a daily run reads nothing.
+    """
+    if current_params is not None and len(current_params) and not retrain:
+        return empty_params()
+    latest_version, latest_fingerprint, current_params = current_version(current_params)
+    inputs = read_inputs()
+    no_fit = no_fit_message(len(inputs.eligible_user_ids), settings, latest_version)
+    if no_fit:
+        print(no_fit, flush=True)
+        return empty_params()
+    new_rows, _ = train_new_version(inputs, settings, latest_version, latest_fingerprint, current_params)
+    return new_rows
 
 
 def with_rows(params: pd.DataFrame, rows: list[dict]) -> pd.DataFrame:
