@@ -263,7 +263,7 @@ def report_drift(args: argparse.Namespace, target: str, dbt_args: list[str]) -> 
     print(drift.verdict_line(run), flush=True)
     if not getattr(args, "retrain_if_drifted", False) or args.retrain:
         return 0
-    if run.empty or run.verdict.iloc[0] != drift.RETRAIN_VERDICT:
+    if run is None or run.empty or run.verdict.iloc[0] != drift.RETRAIN_VERDICT:
         print("--retrain-if-drifted: no retraining (the verdict is not `retrain recommended`).", flush=True)
         return 0
     print("--retrain-if-drifted: the verdict is `retrain recommended`: fitting a new model version.", flush=True)

@@ -70,18 +70,24 @@ def population_stability_index(expected: np.ndarray, actual: np.ndarray, floor: 
     return float(np.sum((actual - expected) * np.log(actual / expected)))
 
 
-def newest_run(read_frame: Callable[[str], pd.DataFrame]) -> pd.DataFrame:
-    """The newest run's rows of segment_drift (empty while no version is fitted).
+def newest_run(read_frame: Callable[[str], pd.DataFrame]) -> pd.DataFrame | None:
+    """The newest run's rows of segment_drift (empty while no version is fitted; None when this
+    warehouse has no segment_drift yet, e.g. a run that `--select`ed other models).
 
     `read_frame(sql)` queries the warehouse; `{drift}` in the SQL stands for the table."""
+    built = read_frame("select count(*) as n from information_schema.tables where table_name = 'segment_drift'")
+    if int(built["n"].iloc[0]) == 0:
+        return None
     return read_frame(
         "select measure_type, measure_name, segment_id, current_value, training_value, previous_value, psi, "
         "measure_status, verdict from {drift} where run_started_at = (select max(run_started_at) from {drift})"
     )
 
 
-def verdict_line(run: pd.DataFrame) -> str:
+def verdict_line(run: pd.DataFrame | None) -> str:
     """One line for `segments run`: the verdict and the features that drift (by PSI, largest first)."""
+    if run is None:
+        return "Drift: segment_drift is not built in this warehouse (not selected in this run)."
     if run.empty:
         return "Drift: nothing to compare yet (no model version fitted; segment_drift is empty)."
     features = run[(run.measure_type == "feature_psi") & (run.measure_status != "stable")]
