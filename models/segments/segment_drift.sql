@@ -324,6 +324,7 @@ left join previous_run
     on
         all_measures.measure_type = previous_run.measure_type
         and all_measures.measure_name = previous_run.measure_name
+-- noqa: disable=LT02
 {% if is_incremental() %}
     -- A run with nothing new (same model version, no new load, no new assignment) appends nothing,
     -- so running the main job again changes no row.
@@ -340,3 +341,4 @@ left join previous_run
             )
     )
 {% endif %}
+-- noqa: enable=LT02
