@@ -74,8 +74,12 @@ def newest_run(read_frame: Callable[[str], pd.DataFrame]) -> pd.DataFrame | None
     """The newest run's rows of segment_drift (empty while no version is fitted; None when this
     warehouse has no segment_drift yet, e.g. a run that `--select`ed other models).
 
-    `read_frame(sql)` queries the warehouse; `{drift}` in the SQL stands for the table."""
-    built = read_frame("select count(*) as n from information_schema.tables where table_name = 'segment_drift'")
+    `read_frame(sql)` queries the warehouse; `{drift}` in the SQL stands for the table, `{schema}` for
+    the schema it is built in."""
+    built = read_frame(
+        "select count(*) as n from information_schema.tables "
+        "where table_schema = '{schema}' and table_name = 'segment_drift'"
+    )
     if int(built["n"].iloc[0]) == 0:
         return None
     return read_frame(
@@ -99,23 +103,25 @@ def verdict_line(run: pd.DataFrame | None) -> str:
 
 
 def warehouse_reader(target: str, duckdb_path: Path) -> Callable[[str], pd.DataFrame]:
-    """`read_frame(sql)` on the target's warehouse, `{drift}` replaced by segment_drift's relation."""
+    """`read_frame(sql)` on the target's warehouse, `{drift}` replaced by segment_drift's relation and
+    `{schema}` by the schema dbt builds it in."""
+    from ..ingest import connections
+
+    schema = connections.target_schema(target)
     if target == "duckdb":
         import duckdb
 
         def read_duckdb(sql: str) -> pd.DataFrame:
             with duckdb.connect(str(duckdb_path), read_only=True) as con:
-                return con.sql(sql.format(drift="segment_drift")).df()
+                return con.sql(sql.format(drift="segment_drift", schema=schema)).df()
 
         return read_duckdb
-    from ..ingest import connections
-
-    relation = f"{connections.quote(connections.target_schema(target))}.{connections.quote('segment_drift')}"
+    relation = f"{connections.quote(schema)}.{connections.quote('segment_drift')}"
 
     def read_remote(sql: str) -> pd.DataFrame:
         con = connections.connect(target)
         try:
-            return connections.read_frame(con, sql.format(drift=relation))
+            return connections.read_frame(con, sql.format(drift=relation, schema=schema))
         finally:
             con.close()
 

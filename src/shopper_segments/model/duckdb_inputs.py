@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .analyses import ANALYSES
+from .analyses import ANALYSES, threshold
 from .analyses.study import StudyInputs
 
 
@@ -47,16 +47,11 @@ def analysis_model(dbt, session, analysis: str, fitted_params, user_features, fe
     study = study_inputs(session, user_features, feature_config)
     extra = {}
     if events is not None:
-        projected = events.project(THRESHOLD_CURVE_EVENT_COLUMNS)
+        projected = events.project(threshold.EVENT_COLUMNS)
         extra = dict(
             fetch_events=lambda user_ids: rows_of(session, projected, "user_id", user_ids),
             marketing_calendar=marketing_calendar.df(),
-            night_hours=(int(meta["night_start_hour"]), int(meta["night_end_hour"])),
+            night_hours=threshold.night_hours(meta),
         )
     return ANALYSES[analysis](fitted_params.df(), analysed_versions(dbt, session), study, **extra)
 
-
-# The stg_events columns the threshold curve recomputes features from.
-THRESHOLD_CURVE_EVENT_COLUMNS = (
-    "event_time, event_type, product_id, category_id, category_code, category_l1, brand, price, user_id, user_session"
-)

@@ -180,10 +180,6 @@ def analysis(function: Callable[..., pd.DataFrame], name: str) -> Callable[[FitC
 
 
 # The columns python_models/segment_threshold_curve.py reads from stg_events.
-THRESHOLD_EVENT_COLUMNS = ("event_time, event_type, product_id, category_id, category_code, category_l1, brand, price, "
-                           "user_id, user_session")
-
-
 def fit_threshold_curve(ctx: FitContext) -> pd.DataFrame:
     """`segment_threshold_curve` outside dbt: threshold.threshold_curve, with the shoppers' clean events."""
     meta = ctx.config("segment_threshold_curve")["meta"]
@@ -191,9 +187,9 @@ def fit_threshold_curve(ctx: FitContext) -> pd.DataFrame:
         ctx.ref("segment_model"),
         ctx.analysed_versions("segment_threshold_curve"),
         ctx.study_inputs(),
-        fetch_events=lambda ids: ctx.rows_where_in("stg_events", "user_id", ids, THRESHOLD_EVENT_COLUMNS),
+        fetch_events=lambda ids: ctx.rows_where_in("stg_events", "user_id", ids, threshold.EVENT_COLUMNS),
         marketing_calendar=ctx.ref("marketing_calendar"),
-        night_hours=(int(meta["night_start_hour"]), int(meta["night_end_hour"])),
+        night_hours=threshold.night_hours(meta),
     )
 
 

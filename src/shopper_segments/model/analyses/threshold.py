@@ -67,6 +67,18 @@ def features_from_events(
     return frame.sort_values("user_id").reset_index(drop=True)
 
 
+# The stg_events columns the curve recomputes features from (both paths read these: the dbt Python
+# model on DuckDB, `segments fit` elsewhere).
+EVENT_COLUMNS = (
+    "event_time, event_type, product_id, category_id, category_code, category_l1, brand, price, user_id, user_session"
+)
+
+
+def night_hours(meta) -> tuple[int, int]:
+    """The night hours (the `night_start_hour` / `night_end_hour` vars) from the model's config meta."""
+    return int(meta["night_start_hour"]), int(meta["night_end_hour"])
+
+
 @single_threaded
 def threshold_curve(
     params: pd.DataFrame,
