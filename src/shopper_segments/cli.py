@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,11 +36,6 @@ DEFAULT_REPORT = "reports/segment_report.html"
 DEFAULT_PCA_SAMPLE = 4000
 
 
-def _dbt_executable() -> str:
-    beside_python = Path(sys.executable).with_name("dbt")
-    return str(beside_python) if beside_python.exists() else "dbt"
-
-
 def dbt_env() -> dict[str, str]:
     """Environment for dbt: this project's profiles and an absolute DuckDB path."""
     env = dict(os.environ)
@@ -52,15 +46,22 @@ def dbt_env() -> dict[str, str]:
     return env
 
 
-def run_dbt(args: list[str]) -> int:
+def run_dbt(args: list[str], reuse_parse: bool = True) -> int:
     """Run dbt in the project folder; returns its exit code."""
-    command = [_dbt_executable(), *args]
+    return invoke_dbt(args, reuse_parse).exit_code
+
+
+def invoke_dbt(args: list[str], reuse_parse: bool = True):
+    """Run dbt in the project folder, in this process (dbt_invocation): the exit code and dbt's result.
+    `reuse_parse=False` for a command typed by the user (`segments dbt`): it parses as dbt would."""
+    from .dbt_invocation import invoke
+
     if settings.target() == "duckdb":
         from .ingest.privacy import ensure_private_file
 
         ensure_private_file(settings.privacy_duckdb_path())
     print("$ dbt " + " ".join(args), flush=True)
-    return subprocess.call(command, cwd=settings.project_dir(), env=dbt_env())
+    return invoke(args, settings.project_dir(), dbt_env(), reuse_parse=reuse_parse)
 
 
 # dbt selector of everything that reads the tables `segments fit` writes (warehouses without Python models).
@@ -117,6 +118,13 @@ def _dbt_vars(dbt_args: list[str]) -> dict:
     return {}
 
 
+def _with_vars(dbt_args: list[str], dbt_vars: dict) -> list[str]:
+    """`dbt_args` with their `--vars` replaced by `dbt_vars` (one JSON mapping; none when empty)."""
+    rest = [arg for index, arg in enumerate(dbt_args)
+            if arg != "--vars" and not arg.startswith("--vars=") and (index == 0 or dbt_args[index - 1] != "--vars")]
+    return [*(["--vars", json.dumps(dbt_vars, sort_keys=True)] if dbt_vars else []), *rest]
+
+
 def fit_outside_dbt(retrain: bool, cli_vars: dict) -> int:
     """Write the Python models' tables with `segments fit` (warehouses without dbt Python models)."""
     from .model.fit import run_fit
@@ -135,7 +143,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if settings.target() == "duckdb":
         # On DuckDB the dbt Python model is the fit: run it.
         dbt_vars = {**cli_vars, **({"retrain": True} if args.retrain else {})}
-        return run_dbt(["build", "--select", "segment_model", *(["--vars", json.dumps(dbt_vars)] if dbt_vars else [])])
+        return run_dbt(["build", "--select", "segment_model", *_with_vars([], dbt_vars)])
     return fit_outside_dbt(args.retrain, cli_vars)
 
 
@@ -143,7 +151,7 @@ def _privacy_store(operation: str = "ensure_privacy_tables", dbt_vars: dict | No
     """The privacy schema, after `dbt run-operation <operation>` has created its tables."""
     from .ingest.privacy import PrivacyStore
 
-    if run_dbt(["run-operation", operation, *(["--vars", json.dumps(dbt_vars)] if dbt_vars else [])]) != 0:
+    if run_dbt(["run-operation", operation, *_with_vars([], dbt_vars or {})]) != 0:
         raise SystemExit(f"ERROR: the privacy check failed (dbt run-operation {operation}, see above); "
                          "nothing was landed or written.")
     return PrivacyStore(settings.target(), settings.privacy_duckdb_path(), settings.privacy_schema())
@@ -223,7 +231,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     target = settings.target()
     dbt_args = args.dbt_args[1:] if args.dbt_args[:1] == ["--"] else args.dbt_args
     rotate = getattr(args, "rotate_key", False)
-    status = prepare_privacy(rotate, _dbt_vars(dbt_args))
+    # One set of vars for every dbt call of the run (the privacy check, the build, the freshness), so
+    # the project is parsed once (dbt_invocation).
+    run_vars = {**_dbt_vars(dbt_args), **({"retrain": True} if args.retrain else {})}
+    dbt_args = _with_vars(dbt_args, run_vars)
+    status = prepare_privacy(rotate, run_vars)
     if status:
         return status
     if rotate and "--full-refresh" not in dbt_args:
@@ -231,8 +243,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         dbt_args = [*dbt_args, "--full-refresh"]
     landing = land_files(args)  # quarantined files do not stop the others from being built
     if target == "duckdb":
-        retrain = ["--vars", "{retrain: true}"] if args.retrain else []
-        status = run_dbt(["build", *retrain, *dbt_args])
+        status = run_dbt(["build", *dbt_args])
         # Also after a failed test: what the models erased must leave the file's bytes.
         compact_after_erasure()
     else:
@@ -256,8 +267,13 @@ def report_drift(args: argparse.Namespace, target: str, dbt_args: list[str]) -> 
     model version when the verdict is `retrain recommended` (docs/model.md, "Drift")."""
     from .model import drift
 
-    _, freshness = drift.source_freshness([_dbt_executable()], settings.project_dir(), dbt_env())
-    print(freshness, flush=True)  # stale files warn here; they do not fail the run
+    from .dbt_invocation import parse_options
+
+    # The build's vars: the manifest it parsed is reused. Stale files warn here; they do not fail the run.
+    checked = invoke_dbt(["source", "freshness", *parse_options(dbt_args)])
+    results = getattr(checked.result, "results", None)
+    print(drift.freshness_line(results) if results is not None
+          else "Source freshness: could not be checked (see dbt's message above).", flush=True)
     read_frame = drift.warehouse_reader(target, settings.duckdb_path())
     run = drift.newest_run(read_frame)
     print(drift.verdict_line(run), flush=True)
@@ -268,10 +284,7 @@ def report_drift(args: argparse.Namespace, target: str, dbt_args: list[str]) -> 
         return 0
     print("--retrain-if-drifted: the verdict is `retrain recommended`: fitting a new model version.", flush=True)
     if target == "duckdb":
-        vars_ = {**_dbt_vars(dbt_args), "retrain": True}
-        rest = [arg for index, arg in enumerate(dbt_args)
-                if arg != "--vars" and not arg.startswith("--vars=") and (index == 0 or dbt_args[index - 1] != "--vars")]
-        status = run_dbt(["build", "--vars", json.dumps(vars_), *rest])
+        status = run_dbt(["build", *_with_vars(dbt_args, {**_dbt_vars(dbt_args), "retrain": True})])
     else:
         status = fit_outside_dbt(True, _dbt_vars(dbt_args)) or run_dbt(["build", "--select", FITTED_CONSUMERS, *dbt_args])
     if status == 0:
@@ -330,7 +343,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_dbt(args: argparse.Namespace) -> int:
     extra = args.dbt_args[1:] if args.dbt_args[:1] == ["--"] else args.dbt_args
-    return run_dbt(extra)
+    return run_dbt(extra, reuse_parse=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -415,7 +428,7 @@ class OperationalError(Exception):
     """An expected failure of the machine or of the setup: its message is the one sentence the user sees."""
 
 
-# Commands that write the DuckDB warehouse, some through a dbt subprocess: its lock is checked first, so
+# Commands that write the DuckDB warehouse, some through dbt: its lock is checked first, so
 # that a second run gets one clear sentence rather than dbt's failure.
 WAREHOUSE_WRITERS = {"load", "run", "demo", "fit", "erase"}
 

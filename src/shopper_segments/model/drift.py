@@ -16,9 +16,6 @@ fewer, wider bins rather than empty ones.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -128,20 +125,15 @@ def warehouse_reader(target: str, duckdb_path: Path) -> Callable[[str], pd.DataF
     return read_remote
 
 
-def source_freshness(dbt_command: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str]:
-    """Run `dbt source freshness`; (its exit code, one line: each source's status and age)."""
-    with tempfile.TemporaryDirectory() as folder:
-        output = Path(folder) / "sources.json"
-        completed = subprocess.run([*dbt_command, "source", "freshness", "--output", str(output)],
-                                   cwd=cwd, env=env, capture_output=True, text=True)
-        if not output.exists():
-            tail = (completed.stdout + completed.stderr).strip().splitlines()[-1:] or ["no output"]
-            return completed.returncode, f"Source freshness: could not be checked ({tail[0]})."
-        results = json.loads(output.read_text()).get("results", [])
+def freshness_line(results) -> str:
+    """One line for `segments run`: each source's freshness status and the age of its newest row.
+
+    `results` are the SourceFreshnessResult objects of `dbt source freshness` (node, status, age in s)."""
     parts = []
-    for result in sorted(results, key=lambda item: item["unique_id"]):
-        name = ".".join(result["unique_id"].split(".")[-2:])
-        age = result.get("max_loaded_at_time_ago_in_s")
+    sources = [result for result in results if result.node.unique_id.startswith("source.")]  # not the hooks
+    for result in sorted(sources, key=lambda item: item.node.unique_id):
+        name = ".".join(result.node.unique_id.split(".")[-2:])
+        age = getattr(result, "age", None)
         age_text = f", newest {age / 86400:.1f} days ago" if age is not None else ""
-        parts.append(f"{name} {result['status'].upper()}{age_text}")
-    return completed.returncode, "Source freshness: " + ("; ".join(parts) or "no source has a freshness check") + "."
+        parts.append(f"{name} {str(result.status).upper()}{age_text}")
+    return "Source freshness: " + ("; ".join(parts) or "no source has a freshness check") + "."

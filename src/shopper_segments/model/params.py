@@ -57,8 +57,8 @@ PARAM_COLUMNS = {
     "text_value": "string",
     "trained_at": "datetime64[us]",
 }
-PARAM_GROUPS = ("config", "preprocess", "pca", "pca_selection", "kmeans", "segment", "trait", "lineage", "metric",
-                "structure", "drift")
+PARAM_GROUPS = ("config", "preprocess", "pca", "pca_selection", "k_scan", "kmeans", "segment", "trait", "lineage",
+                "metric", "structure", "drift")
 
 
 @dataclass(frozen=True)

@@ -205,6 +205,12 @@ def to_params(model: FittedModel, model_version: int, fingerprint: str, trained_
         for name in ("explained_variance_ratio", "cumulative_explained_variance", "kept"):
             add("pca_selection", name, component=int(row.component), value=float(getattr(row, name)))
 
+    if model.k_choice.scan is not None:  # stored so that segment_k_selection need not run it again
+        for scan_row in model.k_choice.scan.itertuples(index=False):
+            for name in selection.SCAN_COLUMNS:
+                if name != "k":
+                    add("k_scan", name, component=int(scan_row.k), value=float(getattr(scan_row, name)))
+
     centers = model.pipeline.named_steps["kmeans"].cluster_centers_
     for label, segment_id in enumerate(model.segment_of_label):
         for component in range(centers.shape[1]):

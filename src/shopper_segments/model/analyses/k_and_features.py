@@ -49,9 +49,10 @@ K_SELECTION_COLUMNS = {
 
 @single_threaded
 def k_selection(params: pd.DataFrame, analysed_versions: Iterable[int], study: StudyInputs) -> pd.DataFrame:
-    """The k scan of the latest version, recomputed exactly as the fit ran it (same sample, same seeds).
+    """The k scan of the latest version as the fit ran it, with the choice and the rule's filters.
 
-    The fit stores only the chosen k and the reason; the scan itself is this table. `is_chosen`
+    The fit stores its scan with the version (`k_scan` rows of segment_model); when k was fixed (no
+    scan stored) it is run here on the same sample with the same seeds, for information. `is_chosen`
     marks the k the stored model has.
     """
     stored = pending_model(params, analysed_versions)
@@ -60,7 +61,9 @@ def k_selection(params: pd.DataFrame, analysed_versions: Iterable[int], study: S
     training = study_sample(stored, study)
     specs = model_specs(stored, study.feature_config)
     projected = build_preprocessing(specs, stored.settings).fit_transform(training[stored.features].to_numpy(float))
-    scan = selection.scan_k(projected, stored.settings)
+    scan = stored_scan(params, stored.version)
+    if scan is None:
+        scan = selection.scan_k(projected, stored.settings)
     reason = stored.params.loc[stored.params["param_name"] == "k_selection_reason", "text_value"]
     choice = selection.KChoice(len(stored.segment_ids), reason.iloc[0] if len(reason) else "", scan)
     table = selection.k_selection_table(
@@ -68,6 +71,16 @@ def k_selection(params: pd.DataFrame, analysed_versions: Iterable[int], study: S
     )
     table.insert(0, "model_version", stored.version)
     return table[list(K_SELECTION_COLUMNS)].astype(K_SELECTION_COLUMNS)
+
+
+def stored_scan(params: pd.DataFrame, version: int) -> pd.DataFrame | None:
+    """The `k_scan` rows of a version as the scan frame (selection.SCAN_COLUMNS), None if not stored."""
+    rows = params[(params["model_version"] == version) & (params["param_group"] == "k_scan")]
+    if rows.empty:
+        return None
+    scan = rows.pivot_table(index="component", columns="param_name", values="value", dropna=False).reset_index()
+    scan = scan.rename(columns={"component": "k"}).sort_values("k")
+    return scan[list(selection.SCAN_COLUMNS)].astype(selection.SCAN_COLUMNS).reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------------------------------
