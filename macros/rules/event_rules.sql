@@ -212,7 +212,7 @@
     {%- endset -%}
     {#- CASE, not AND, so that the value checks only run on lines whose fields have the right format. -#}
     case
-        when {{ regex_full_match('line', event_line_pattern()) }}
+        when {{ adapter.dispatch('has_event_line_format', 'shopper_segments')() }}
             then
                 case
                     when
@@ -226,6 +226,33 @@
                 end
         else {{ rule_by_rule }}
     end
+{%- endmacro %}
+
+
+{#- The fast path of event_reject_reason(): every field of the line has its format. On DuckDB one
+    regular expression over the whole line (RE2: a tenth of the cost of the field-by-field checks). -#}
+{% macro default__has_event_line_format() -%}
+    {{ regex_full_match('line', event_line_pattern()) }}
+{%- endmacro %}
+
+{#- PostgreSQL's regular expressions are slow on long patterns with bounded repeats: the whole-line
+    pattern took 36 s for 235,000 lines, the nine field patterns 8 s together. The same test field by
+    field (no field pattern holds a comma, so a line of nine fields matches the whole-line pattern
+    exactly when each field matches its own; quoted lines are settled by the rules either way). -#}
+{% macro postgres__has_event_line_format() -%}
+    {%- set p = event_field_patterns() -%}
+    (
+        field_count = 9
+        and {{ regex_full_match('event_time_text', p.event_time) }}
+        and {{ regex_full_match('event_type', p.event_type) }}
+        and {{ regex_full_match('product_id_text', p.product_id) }}
+        and {{ regex_full_match('category_id_text', p.category_id) }}
+        and (category_code_text = '' or {{ regex_full_match('category_code_text', p.category_code) }})
+        and {{ regex_full_match('brand_text', p.brand) }}
+        and {{ regex_full_match('price_text', p.price) }}
+        and {{ regex_full_match('user_id_text', p.user_id) }}
+        and {{ regex_full_match('user_session', p.user_session) }}
+    )
 {%- endmacro %}
 
 

@@ -30,7 +30,9 @@ classified_lines as (
             else {{ is_line_of_erased_shopper('lines.line') }}
         end as is_erased
     from {{ ref('base_event_lines') }} as lines
-    where lines.load_id in (select files.load_id from files)
+    -- The files of `files` that have lines (a quarantined file has none), as a literal list: see
+    -- pending_load_ids.
+    where lines.load_id in ({{ pending_load_ids() }})
 ),
 
 stored_lines as (
