@@ -7,15 +7,17 @@
 
     The audit model is looked up by name, not with ref(): it depends on the staging models, so
     a ref() here would be a cycle. It is built in the same schema as the model calling this. -#}
-{% macro pending_load_ids() -%}
+{% macro pending_load_ids(audit=none) -%}
     {%- set pending_query -%}
         select load_id
         from {{ source('raw', 'event_files') }}
         where status = 'loaded'
         {%- if is_incremental() %}
-            {%- set audit = adapter.get_relation(database=this.database, schema=this.schema, identifier='stg_event_loads') %}
-            {%- if audit is not none %}
-                and load_id not in (select audited.load_id from {{ audit }} as audited)
+            {#- The audit model itself passes `this` (it exists when incremental): no lookup. -#}
+            {%- set audited_files = audit if audit is not none
+                else adapter.get_relation(database=this.database, schema=this.schema, identifier='stg_event_loads') %}
+            {%- if audited_files is not none %}
+                and load_id not in (select audited.load_id from {{ audited_files }} as audited)
             {%- endif %}
         {%- endif %}
     {%- endset -%}

@@ -32,7 +32,7 @@ classified_lines as (
     from {{ ref('base_event_lines') }} as lines
     -- The files of `files` that have lines (a quarantined file has none), as a literal list: see
     -- pending_load_ids.
-    where lines.load_id in ({{ pending_load_ids() }})
+    where lines.load_id in ({{ pending_load_ids(audit=this) }})
 ),
 
 stored_lines as (
