@@ -82,12 +82,13 @@ def invoke(args: list[str], project_dir: Path, env: dict[str, str], reuse_parse:
     """Run `dbt <args>` in this process; with `reuse_parse`, parse once per PARSE_OPTIONS + environment."""
     from dbt.cli.main import dbtRunner
 
-    key = (tuple(parse_options(args)), tuple(sorted(env.items())))
+    options = parse_options(args)
+    key = (tuple(options), tuple(sorted(env.items())))
     with _inside(project_dir, env):
         try:
             manifest = _MANIFESTS.get(key) if reuse_parse else None
             if reuse_parse and manifest is None:
-                parsed = dbtRunner().invoke(["parse", *parse_options(args)])
+                parsed = dbtRunner().invoke(["parse", *options])
                 if not parsed.success:
                     return Invocation(2, parsed.result)
                 manifest = _MANIFESTS[key] = parsed.result
@@ -97,7 +98,3 @@ def invoke(args: list[str], project_dir: Path, env: dict[str, str], reuse_parse:
     exit_code = 0 if outcome.success else (2 if outcome.exception is not None else 1)
     return Invocation(exit_code, outcome.result)
 
-
-def forget_parses() -> None:
-    """Drop the cached manifests (after a change of the project files, e.g. in a long-lived process)."""
-    _MANIFESTS.clear()
