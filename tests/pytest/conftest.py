@@ -6,7 +6,6 @@ import fcntl
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
+from cli_runner import run_segments
 
 PROJECT = Path(__file__).resolve().parents[2]
 SAMPLE_DIR = PROJECT / "data" / "sample"
@@ -50,13 +50,7 @@ class Warehouse:
 
     def segments(self, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess:
         """Run `segments <args>` as a user would; fail the test with its output when it fails."""
-        result = subprocess.run(
-            [sys.executable, "-m", "shopper_segments.cli", *args],
-            cwd=PROJECT,
-            env=self.env(**env),
-            capture_output=True,
-            text=True,
-        )
+        result = run_segments(list(args), self.env(**env), PROJECT)
         if check and result.returncode != 0:
             pytest.fail(f"segments {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
         return result
@@ -121,6 +115,14 @@ def built_once(tmp_path_factory, name: str, build: Callable[[Warehouse], None]) 
     copy = Warehouse(tmp_path_factory.mktemp(name))
     shutil.copytree(pristine.workdir, copy.workdir, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".built"))
     return copy
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_dbt_parse(tmp_path_factory) -> None:
+    """One dbt parse per set of vars for the whole session, whatever the warehouse: the parse cache of
+    shopper_segments.dbt_invocation, in a folder every worker sees (dbt's partial parsing starts over for
+    each warehouse, as the DuckDB file is part of the profile)."""
+    os.environ["SEGMENTS_DBT_PARSE_CACHE"] = str(shared_temp_root(tmp_path_factory) / "dbt-parse-cache")
 
 
 @pytest.fixture(scope="session")
