@@ -159,18 +159,30 @@ def test_retention_purges_old_events_everywhere_and_equals_a_build_of_the_window
     pd.testing.assert_frame_equal(left, right, check_exact=False, rtol=1e-9, atol=1e-9)
 
 
-def pseudonymised_build(tmp_path, name: str, key: str, *dbt_args: str) -> Warehouse:
-    warehouse = Warehouse(tmp_path / name)
+KEY_ONE, KEY_TWO = "first-key-4f1c9a7e2b", "second-key-8d3e0b5c6a"
+# Staging to features: what the comparisons of pseudonyms need (no fit).
+STAGING_TO_FEATURES = ("--select", "+user_features", "+stg_event_loads")
+
+
+def pseudonymised_build(workdir, key: str, *dbt_args: str) -> Warehouse:
+    warehouse = Warehouse(workdir)
     warehouse.segments("run", "--events", str(OCTOBER_HEAD), "--", "--vars", "{pseudonymise_user_ids: true}",
                        *dbt_args, SEGMENTS_PSEUDONYMISATION_KEY=key)
     return warehouse
 
 
-def test_pseudonyms_are_stable_for_a_key_and_differ_across_keys(tmp_path):
-    first = pseudonymised_build(tmp_path, "first", "key-one")
+@pytest.fixture(scope="module")
+def features_with_key_one(tmp_path_factory) -> Warehouse:
+    """The real head pseudonymised with KEY_ONE, staging to features: read by the pseudonym test,
+    copied by the rotation test (which changes it)."""
+    return pseudonymised_build(tmp_path_factory.mktemp("key_one_features"), KEY_ONE, *STAGING_TO_FEATURES)
+
+
+def test_pseudonyms_are_stable_for_a_key_and_differ_across_keys(tmp_path, features_with_key_one):
+    first = pseudonymised_build(tmp_path / "first", KEY_ONE)
     # The comparisons need user_features only (the leak scan below runs on the full build `first`).
-    again = pseudonymised_build(tmp_path, "again", "key-one", "--select", "+user_features", "+stg_event_loads")
-    other = pseudonymised_build(tmp_path, "other", "key-two", "--select", "+user_features", "+stg_event_loads")
+    again = features_with_key_one
+    other = pseudonymised_build(tmp_path / "other", KEY_TWO, *STAGING_TO_FEATURES)
     query = "select user_id from user_features order by user_id"
     ids_first, ids_again, ids_other = (w.df(query).user_id for w in (first, again, other))
     assert len(ids_first) > 4000 and ids_first.is_unique
@@ -186,22 +198,21 @@ def test_pseudonyms_are_stable_for_a_key_and_differ_across_keys(tmp_path):
              if n and not r.startswith("raw.") and r not in raw_layer}
     assert leaks == {}
     # ...and the documented join path re-identifies for those who hold the key.
-    assert sorted(privacy.pseudonym("key-one", uid) for uid in raw_ids) == sorted(ids_first)
+    assert sorted(privacy.pseudonym(KEY_ONE, uid) for uid in raw_ids) == sorted(ids_first)
     sessions = first.df("select distinct user_session from int_sessions").user_session
     raw_sessions = {fields[8] for fields in lines}
     assert not set(sessions) & raw_sessions and sessions.str.fullmatch("[0-9a-f]{64}").all()
 
 
-def test_privacy_settings_are_the_warehouses_and_rotation_rewrites_every_layer(tmp_path):
-    key_one, key_two = "first-key-4f1c9a7e2b", "second-key-8d3e0b5c6a"
-    staging_to_features = ("--select", "+user_features", "+stg_event_loads")
-    warehouse = pseudonymised_build(tmp_path, "wh", key_one, *staging_to_features)
+def test_privacy_settings_are_the_warehouses_and_rotation_rewrites_every_layer(tmp_path, features_with_key_one):
+    warehouse = Warehouse(tmp_path / "wh")
+    shutil.copytree(features_with_key_one.workdir, warehouse.workdir)  # file modes kept (copy2)
     lines = [line.split(",") for line in OCTOBER_HEAD.read_text().splitlines()[1:] if line.count(",") == 8]
     raw_ids = sorted({int(fields[7]) for fields in lines})
     shoppers = warehouse.scalar("select count(*) from user_features")
 
     # The key lives outside the warehouse file: in the privacy file, readable by its owner only.
-    assert key_one.encode() not in warehouse.path.read_bytes()
+    assert KEY_ONE.encode() not in warehouse.path.read_bytes()
     assert not [r for r in warehouse.relations() if "pseudonymisation_key" in r]
     privacy_file = warehouse.path.with_name("warehouse.privacy.duckdb")
     assert stat.S_IMODE(privacy_file.stat().st_mode) == 0o600
@@ -211,7 +222,7 @@ def test_privacy_settings_are_the_warehouses_and_rotation_rewrites_every_layer(t
 
     state = warehouse.digest()
     refused = warehouse.segments("run", "--events", str(OCTOBER_HEAD), check=False,
-                                 SEGMENTS_PSEUDONYMISATION_KEY=key_one)
+                                 SEGMENTS_PSEUDONYMISATION_KEY=KEY_ONE)
     assert refused.returncode != 0
     assert "built with pseudonymise_user_ids: true and this run sets it to false" in refused.stdout
     assert warehouse.digest() == state  # nothing written
@@ -221,19 +232,19 @@ def test_privacy_settings_are_the_warehouses_and_rotation_rewrites_every_layer(t
 
     other_key = warehouse.segments("run", "--events", str(OCTOBER_HEAD), "--", "--vars",
                                    "{pseudonymise_user_ids: true}", check=False,
-                                   SEGMENTS_PSEUDONYMISATION_KEY=key_two)
+                                   SEGMENTS_PSEUDONYMISATION_KEY=KEY_TWO)
     assert other_key.returncode != 0 and "differs from the key the warehouse was built with" in other_key.stderr
     assert warehouse.digest() == state
     # The command the refusal recommends is the documented one, and it rotates every layer.
     assert "segments run --rotate-key -- --vars '{pseudonymise_user_ids: true}'" in other_key.stderr
     warehouse.segments("run", "--rotate-key", "--events", str(OCTOBER_HEAD), "--", "--vars",
-                       "{pseudonymise_user_ids: true}", *staging_to_features, SEGMENTS_PSEUDONYMISATION_KEY=key_two)
-    expected = {privacy.pseudonym(key_two, uid) for uid in raw_ids}
+                       "{pseudonymise_user_ids: true}", *STAGING_TO_FEATURES, SEGMENTS_PSEUDONYMISATION_KEY=KEY_TWO)
+    expected = {privacy.pseudonym(KEY_TWO, uid) for uid in raw_ids}
     for relation in ("stg_events", "int_sessions", "user_features"):
         ids = set(warehouse.df(f"select distinct user_id from {relation}").user_id)
         assert ids <= expected, relation
     assert warehouse.scalar("select count(*) from user_features") == shoppers
-    assert key_two.encode() not in warehouse.path.read_bytes()
+    assert KEY_TWO.encode() not in warehouse.path.read_bytes()
 
 
 def test_implausible_times_are_rejected_and_retention_never_wipes_the_history(tmp_path):

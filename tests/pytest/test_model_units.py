@@ -293,3 +293,21 @@ def test_no_persona_without_structure_nor_when_a_defining_trait_is_missed():
     assert not flat["segment_name"].str.startswith("Segment").any()
     assert set(flat["segment_name"]) == {"Night-time shoppers (sessions +0.1 SD)", "Frequent visitors",
                                          "Night-time shoppers (sessions +1.4 SD)"}
+
+
+def test_the_k_selection_analysis_reads_the_stored_scan_as_a_recompute_would_give_it(first):
+    """The fit stores its k scan (`k_scan` rows); segment_k_selection reads it instead of scanning again.
+    Read back, it is the table a fresh scan on the same sample with the same seeds gives."""
+    from shopper_segments.model.analyses.study import StudyInputs
+
+    frame, _, params = first
+    assert (params["param_group"] == "k_scan").any()
+    study = StudyInputs(
+        event_counts=lambda: frame[["user_id", "events"]],
+        fetch_features=lambda ids: frame[frame["user_id"].isin(ids)].sort_values("user_id").reset_index(drop=True),
+        feature_config=feature_config(),
+    )
+    stored = k_and_features.k_selection(params, [], study)
+    recomputed = k_and_features.k_selection(params[params["param_group"] != "k_scan"], [], study)
+    assert len(stored) == 7 and stored["is_chosen"].sum() == 1  # k = 2..8
+    pd.testing.assert_frame_equal(stored, recomputed)

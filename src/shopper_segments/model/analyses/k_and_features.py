@@ -79,6 +79,7 @@ def stored_scan(params: pd.DataFrame, version: int) -> pd.DataFrame | None:
     if rows.empty:
         return None
     scan = rows.pivot_table(index="component", columns="param_name", values="value", dropna=False).reset_index()
+    scan.columns = [str(column) for column in scan.columns]  # plain names, as the scan's own frame has
     scan = scan.rename(columns={"component": "k"}).sort_values("k")
     return scan[list(selection.SCAN_COLUMNS)].astype(selection.SCAN_COLUMNS).reset_index(drop=True)
 
