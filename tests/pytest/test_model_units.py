@@ -201,6 +201,27 @@ def test_names_follow_the_centroids_and_a_weak_match_gets_a_descriptive_name():
     assert kept.loc[2, "persona_key"] == "regular"
 
 
+def test_a_defining_trait_on_a_feature_without_spread_does_not_block_its_persona():
+    """The multi-category store logs no remove_from_cart, so `removes` is 0 for every shopper and every
+    centroid sits on the population there: a persona defined partly by removes (cart abandoners) could
+    never be named. Such a trait measures nothing and is skipped; the persona's other traits decide."""
+    frame = shoppers(300, seed=1)
+    frame["removes"] = 0.0
+    traits = pd.concat([TRAITS, pd.DataFrame({"persona_key": ["owl"], "feature_name": ["removes"], "weight": [1.0]})])
+    settings = model_params.FitSettings(k_max=8, scan_sample_size=2000, scan_bootstraps=3, kmeans_n_init=4, min_events=1)
+    model = training.fit_model(frame, feature_config([*FEATURES, "removes"]), PERSONAS, traits, settings, len(frame))
+    assert model.structure.verdict == "clear"
+    night_group = pd.Series(model.predict(frame)[frame["planted"] == 0]).mode()[0]
+    persona = model.segments.set_index("segment_id").loc[night_group, "persona_key"]
+    assert persona == "owl"
+    assert naming.measured_features(model.traits) == set(FEATURES)
+    # A trait on a measured feature still has to be met: night owls below the population at night do not fit.
+    contrary = traits.assign(weight=np.where(traits["feature_name"].eq("night_share") & traits["persona_key"].eq("owl"),
+                                             -1.0, traits["weight"]))
+    renamed = naming.name_segments(model.traits, PERSONAS, contrary, kept={}, min_score=-10.0)
+    assert renamed.set_index("segment_id").loc[night_group, "persona_key"] != "owl"
+
+
 def test_correlation_pruning_keeps_the_first_of_each_redundant_group():
     correlation = pd.DataFrame(
         [[1, 0.95, 0.1], [0.95, 1, 0.2], [0.1, 0.2, 1]], index=list("abc"), columns=list("abc")

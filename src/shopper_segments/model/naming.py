@@ -11,7 +11,10 @@ Rules (docs/model.md, "Names"):
    (so one extreme feature cannot name a segment on its own).
 4. A persona **fits** a segment when it scores at least `min_persona_score` and the centroid
    meets each of the persona's defining traits (weight |w| >= 1) by DEFINING_MARGIN: centroid_z at
-   least DEFINING_MARGIN SD in the direction of the weight. No persona fits any segment unless the
+   least DEFINING_MARGIN SD in the direction of the weight. A defining trait on a feature the
+   training shoppers do not spread on (every centroid at the population value, e.g. `removes` in a
+   store that logs no remove_from_cart) measures nothing and is not required; a persona none of
+   whose defining traits is measured fits no segment. No persona fits any segment unless the
    structure verdict of the version is `clear` (structure.py): a partition of a continuum (`none`)
    is not a set of personas, and neither are tendencies barely stronger than in structureless
    data (`weak`: measured on a world with no segments, 100,000 shoppers, k = 12, docs/model.md).
@@ -39,6 +42,7 @@ PORTRAIT_TRAITS = 3
 DEFINING_WEIGHT = 1.0  # a persona's traits with at least this |weight| define it
 DEFINING_MARGIN = 0.25  # SD the centroid must reach on each defining trait, in the weight's direction
 DESCRIPTIVE = "descriptive"
+UNMEASURED_Z = 1e-9  # |centroid_z| of every segment below this: the feature has no spread in training
 
 # Words of a descriptive name: feature -> (name when the segment is above, name when below the population).
 TRAIT_WORDS: dict[str, tuple[str, str]] = {
@@ -169,6 +173,17 @@ def persona_scores(profiles: pd.DataFrame, personas: pd.DataFrame, traits: pd.Da
     return pd.DataFrame(position.to_numpy() @ weights.to_numpy().T, index=position.index, columns=weights.index)
 
 
+def measured_features(profiles: pd.DataFrame) -> set[str]:
+    """The model features some segment's centroid departs from the population on (rule 4).
+
+    A feature the training shoppers do not spread on (constant, or constant once clipped to its
+    training percentiles) is standardised to 0 for everyone, so every centroid sits exactly at the
+    population: no segment can meet a trait on it, whatever the shoppers do.
+    """
+    spread = profiles.groupby("feature_name")["centroid_z"].agg(lambda z: float(np.abs(z).max()))
+    return set(spread.index[spread > UNMEASURED_Z])
+
+
 def fits(profiles: pd.DataFrame, traits: pd.DataFrame, segment_id: int, persona: str, score: float,
          min_score: float) -> bool:
     """Rule 4: the persona scores enough and the centroid meets each defining trait by the margin."""
@@ -176,7 +191,7 @@ def fits(profiles: pd.DataFrame, traits: pd.DataFrame, segment_id: int, persona:
         return False
     z = profiles[profiles["segment_id"] == segment_id].set_index("feature_name")["centroid_z"]
     own = traits[(traits["persona_key"] == persona) & (traits["weight"].abs() >= DEFINING_WEIGHT)]
-    own = own[own["feature_name"].isin(z.index)]
+    own = own[own["feature_name"].isin(measured_features(profiles))]
     if own.empty:  # none of its defining traits is measured by the model: nothing to meet
         return False
     return bool((np.sign(own["weight"].to_numpy()) * z.loc[own["feature_name"]].to_numpy() >= DEFINING_MARGIN).all())
