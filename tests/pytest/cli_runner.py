@@ -61,7 +61,11 @@ def _child(args: list[str], env: dict[str, str], cwd: str, stdout: str, stderr: 
 
         code = main(args)
     except SystemExit as stop:  # argparse, or a command that exits itself
-        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+        if stop.code is None or isinstance(stop.code, int):
+            code = stop.code or 0
+        else:  # sys.exit("message"): Python prints the message on stderr and exits with 1
+            print(stop.code, file=sys.stderr)
+            code = 1
     except BaseException:  # a bug: its traceback on stderr and exit code 1, as `python -m` does
         import traceback
 
