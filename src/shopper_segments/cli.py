@@ -342,13 +342,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_dbt(args: argparse.Namespace) -> int:
-    extra = args.dbt_args[1:] if args.dbt_args[:1] == ["--"] else args.dbt_args
-    # A dbt command typed by a user parses as dbt does (its own partial parsing), unless a shared
-    # parse is configured (SEGMENTS_DBT_PARSE_CACHE) and the command is not `parse` itself.
-    from .dbt_invocation import PARSE_CACHE_VARIABLE
+    from .dbt_invocation import typed_command_shares_parse
 
-    shared = bool(os.environ.get(PARSE_CACHE_VARIABLE)) and "parse" not in extra
-    return run_dbt(extra, reuse_parse=shared)
+    extra = args.dbt_args[1:] if args.dbt_args[:1] == ["--"] else args.dbt_args
+    return run_dbt(extra, reuse_parse=typed_command_shares_parse(extra))
 
 
 def build_parser() -> argparse.ArgumentParser:

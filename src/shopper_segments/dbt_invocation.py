@@ -72,6 +72,12 @@ def parse_options(args: list[str]) -> list[str]:
     return kept
 
 
+def typed_command_shares_parse(args: list[str]) -> bool:
+    """`segments dbt -- <args>` parses as dbt does (its own partial parsing), unless a shared parse is
+    configured (PARSE_CACHE_VARIABLE) and the command is not `parse` itself."""
+    return bool(os.environ.get(PARSE_CACHE_VARIABLE)) and "parse" not in args
+
+
 def cache_key(options: list[str], project_dir: Path, env: dict[str, str]) -> str:
     """What a parse depends on, hashed (module docstring): equal keys, interchangeable manifests."""
     digest = hashlib.sha256()

@@ -82,3 +82,11 @@ def test_a_run_from_the_shared_parse_equals_a_run_after_dbt_parse(tmp_path, monk
     assert (tmp_path / "first" / "target" / "partial_parse.msgpack").exists()
     assert not (tmp_path / "second" / "target" / "partial_parse.msgpack").exists()
     assert outcomes["first"] == outcomes["second"] and "model.shopper_segments.user_features" in outcomes["first"]
+
+
+def test_a_typed_dbt_command_shares_the_parse_only_when_asked_and_never_for_parse(monkeypatch, tmp_path):
+    monkeypatch.delenv(dbt_invocation.PARSE_CACHE_VARIABLE, raising=False)
+    assert not dbt_invocation.typed_command_shares_parse(["build"])  # dbt's own partial parsing
+    monkeypatch.setenv(dbt_invocation.PARSE_CACHE_VARIABLE, str(tmp_path))
+    assert dbt_invocation.typed_command_shares_parse(["build", "--select", "user_features"])
+    assert not dbt_invocation.typed_command_shares_parse(["parse"])
