@@ -20,7 +20,9 @@ shopper_days as (
         cast(sessions.session_start as date) as activity_date,
         count(*) as sessions,
         {{ count_where('sessions.purchases > 0') }} as orders,
-        sum(cast(coalesce(sessions.revenue, 0) as {{ type_double() }})) as revenue
+        -- Summed as exact decimals (money), cast at the end: a sum of doubles depends on the order in
+        -- which the engine's threads add the rows, so the same data would give other last bits.
+        sum(coalesce(sessions.revenue, 0)) as revenue
     from {{ ref('int_sessions') }} as sessions
     inner join scored_shoppers on sessions.user_id = scored_shoppers.user_id
     group by sessions.user_id, cast(sessions.session_start as date)
@@ -34,9 +36,10 @@ select
     scored_shoppers.segment_name,
     shopper_days.sessions,
     shopper_days.orders,
-    shopper_days.revenue,
+    cast(shopper_days.revenue as {{ type_double() }}) as revenue,
     -- This row's part of the revenue of all scored shoppers over the whole data: parts add up, so
     -- their sum over a segment is the segment's revenue share (segment_summary.revenue_share).
-    {{ safe_divide('shopper_days.revenue', 'sum(shopper_days.revenue) over ()') }} as revenue_share
+    {{ safe_divide('cast(shopper_days.revenue as ' ~ type_double() ~ ')',
+                   'cast(sum(shopper_days.revenue) over () as ' ~ type_double() ~ ')') }} as revenue_share
 from shopper_days
 inner join scored_shoppers on shopper_days.user_id = scored_shoppers.user_id
