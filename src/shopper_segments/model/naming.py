@@ -185,13 +185,14 @@ def measured_features(profiles: pd.DataFrame) -> set[str]:
 
 
 def fits(profiles: pd.DataFrame, traits: pd.DataFrame, segment_id: int, persona: str, score: float,
-         min_score: float) -> bool:
-    """Rule 4: the persona scores enough and the centroid meets each defining trait by the margin."""
+         min_score: float, measured: set[str]) -> bool:
+    """Rule 4: the persona scores enough and the centroid meets each defining trait by the margin
+    (`measured`: the features of measured_features(profiles))."""
     if score < min_score:
         return False
     z = profiles[profiles["segment_id"] == segment_id].set_index("feature_name")["centroid_z"]
     own = traits[(traits["persona_key"] == persona) & (traits["weight"].abs() >= DEFINING_WEIGHT)]
-    own = own[own["feature_name"].isin(measured_features(profiles))]
+    own = own[own["feature_name"].isin(measured)]
     if own.empty:  # none of its defining traits is measured by the model: nothing to meet
         return False
     return bool((np.sign(own["weight"].to_numpy()) * z.loc[own["feature_name"]].to_numpy() >= DEFINING_MARGIN).all())
@@ -237,9 +238,11 @@ def name_segments(
 ) -> pd.DataFrame:
     """One row per segment: persona_key, segment_name, description, marketing_action, persona_score, traits."""
     scores = persona_scores(profiles, personas, traits)
+    measured = measured_features(profiles)  # the same for every segment and persona
 
     def fitting(segment: int, persona: str) -> bool:
-        return verdict == "clear" and fits(profiles, traits, segment, persona, scores.loc[segment, persona], min_score)
+        return verdict == "clear" and fits(profiles, traits, segment, persona, scores.loc[segment, persona], min_score,
+                                           measured)
 
     chosen: dict[int, str] = {
         segment: persona for segment, persona in kept.items()
