@@ -9,8 +9,8 @@ PYTEST_ARGS ?=
 # `make test` runs the test files on this many pytest-xdist workers (one file per worker at a time,
 # so a file's module fixtures are built once; the longest files first: tests/pytest/conftest.py).
 PYTEST_WORKERS ?= 2
-# What `make check` runs: lint + one real build (test_project), the model's unit tests.
-CHECK_TESTS ?= tests/pytest/test_project.py tests/pytest/test_model_units.py tests/pytest/test_structure.py
+# What `make check` runs: lint + one real build (test_project), dbt's unit tests on it, the model's unit tests.
+CHECK_TESTS ?= tests/pytest/test_project.py tests/pytest/test_dbt_tests.py tests/pytest/test_model_units.py tests/pytest/test_structure.py
 # The container (docs/deployment.md): a base image made locally (no registry here), the image built on it.
 BASE_IMAGE ?= localhost/shopper-segments-base:bookworm
 IMAGE ?= shopper-segments

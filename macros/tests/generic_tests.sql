@@ -1,6 +1,34 @@
 {#- Generic data tests written here because the dbt package hub (dbt_utils, dbt_expectations)
     cannot be reached from the build machines. Each returns the failing rows. -#}
 
+{#- A model's column rules, checked in one query that reads the table once: no NULL in the columns of
+    `not_null`, no value below its bound in those of `at_least`, none above it in those of `at_most`
+    (NULLs are the not-null rule's business). One failing row per broken rule, with how many rows
+    break it. One test per model rather than one per column and rule: dbt spends about 40 ms on each
+    test node whatever the data, and at scale each of those tests would read the table again. -#}
+{% test columns_are_valid(model, not_null=[], at_least={}, at_most={}) %}
+    {%- set rules = [] -%}
+    {%- for column in not_null %}{% do rules.append(column ~ ' is null') %}{% endfor -%}
+    {%- for column, bound in at_least.items() %}{% do rules.append(column ~ ' < ' ~ bound) %}{% endfor -%}
+    {%- for column, bound in at_most.items() %}{% do rules.append(column ~ ' > ' ~ bound) %}{% endfor -%}
+    with broken as (
+        select
+        {%- for rule in rules %}
+            {{ count_where(rule) }} as rule_{{ loop.index }}{{ ',' if not loop.last }}
+        {%- endfor %}
+        from {{ model }}
+    )
+    {%- for rule in rules %}
+        select
+            '{{ rule }}' as broken_rule,
+            rule_{{ loop.index }} as failing_rows
+        from broken
+        where rule_{{ loop.index }} > 0
+        {{ 'union all' if not loop.last }}
+    {%- endfor %}
+{% endtest %}
+
+
 {#- Every non-null value of the column lies in [min_value, max_value] (either bound optional). -#}
 {% test in_range(model, column_name, min_value=none, max_value=none) %}
     select {{ column_name }}

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 # What the server imports once: dbt and its adapters (most of the start-up time), and the project's CLI.
@@ -106,10 +107,23 @@ def run_segments(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.
         stdout, stderr = Path(folder) / "stdout", Path(folder) / "stderr"
         stdout.touch()
         stderr.touch()
+        started = time.monotonic()
         code = _SERVER.call({"args": list(args), "env": dict(env), "cwd": str(cwd),
                              "stdout": str(stdout), "stderr": str(stderr)})
+        _log_call(args, time.monotonic() - started)
         return subprocess.CompletedProcess(["segments", *args], code, stdout.read_text(errors="replace"),
                                            stderr.read_text(errors="replace"))
+
+
+def _log_call(args: list[str], seconds: float) -> None:
+    """With SEGMENTS_TEST_CALL_LOG set to a file, one JSON line per call (test, arguments, seconds):
+    where the suite's time goes, call by call (`python tests/pytest/call_times.py <file>` sums it)."""
+    log = os.environ.get("SEGMENTS_TEST_CALL_LOG")
+    if log:
+        line = json.dumps({"test": os.environ.get("PYTEST_CURRENT_TEST", ""), "args": list(args),
+                           "seconds": round(seconds, 2), "worker": os.environ.get("PYTEST_XDIST_WORKER", "")})
+        with open(log, "a") as handle:
+            handle.write(line + "\n")
 
 
 if __name__ == "__main__":

@@ -84,6 +84,15 @@ class Warehouse:
         return digests
 
 
+def copy_warehouse(source: Warehouse, workdir) -> Warehouse:
+    """A copy of a DuckDB warehouse: its file and its private companion (the privacy schema)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    copy = Warehouse(workdir)
+    for path in source.workdir.glob("*.duckdb"):
+        shutil.copy(path, workdir / path.name)
+    return copy
+
+
 def shared_temp_root(tmp_path_factory) -> Path:
     """The folder every pytest-xdist worker of this session sees (the session's own without xdist)."""
     base = tmp_path_factory.getbasetemp()

@@ -15,18 +15,9 @@ import pytest
 
 from shopper_segments.generate import generate_events
 from shopper_segments.model import drift
-from conftest import Warehouse
+from conftest import Warehouse, copy_warehouse
 
 USERS, DAYS, SEED = 300, 12, 5
-
-
-def copy_warehouse(source: Warehouse, workdir) -> Warehouse:
-    """A copy of a DuckDB warehouse: its file and its private companion (the privacy schema)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    copy = Warehouse(workdir)
-    for path in source.workdir.glob("*.duckdb"):
-        shutil.copy(path, workdir / path.name)
-    return copy
 
 
 @pytest.fixture(scope="module")
