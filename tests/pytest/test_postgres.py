@@ -242,6 +242,10 @@ def test_postgres_loader_rules(postgres, tmp_path):
     lines = text.split("\n")
     stored = warehouse.df("select load_id, line from raw.event_lines order by load_id, line_number")
     assert stored[stored.load_id == 1].line.tolist() == lines == stored[stored.load_id == 2].line.tolist()
+    # The landed lines are analysed at once (the planner must not take them for an empty table).
+    analysed = warehouse.scalar("select reltuples from pg_class where oid = 'raw.event_lines'::regclass")
+    assert analysed == len(stored) and warehouse.scalar(
+        "select last_analyze is not null from pg_stat_user_tables where schemaname = 'raw' and relname = 'event_lines'")
 
     again = warehouse.segments("load", "--events", str(lake))
     assert "2 already loaded" in again.stdout

@@ -84,6 +84,8 @@ def load_event_files(warehouse: RawWarehouse, location: str | os.PathLike[str], 
     for file in discovery.files:
         with discovery.fetch(file):
             _land_one(warehouse, file, result, log)
+    if result.loaded:
+        warehouse.refresh_statistics()
     return result
 
 

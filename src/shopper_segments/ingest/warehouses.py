@@ -87,6 +87,10 @@ class RawWarehouse:
         """Store every line of `file` in one transaction; return the number of event lines stored."""
         raise NotImplementedError
 
+    def refresh_statistics(self) -> None:
+        """After new lines are landed: what the engine's planner needs to know of them (DuckDB keeps its
+        statistics up to date by itself)."""
+
     flavour = "duckdb"
 
     def discover(self, location: str | os.PathLike[str]) -> Discovery:
@@ -210,6 +214,13 @@ class PostgresWarehouse(RawWarehouse):
 
     def close(self) -> None:
         self.con.close()
+
+    def refresh_statistics(self) -> None:
+        # PostgreSQL learns of COPYed rows only when autovacuum next analyses the table. Until then the
+        # planner took the freshly landed lines for one row and anti-joined 235,000 of them to the stored
+        # events in a nested loop (stg_events: 50 s instead of 12 s on the demo delivery).
+        for table in ("event_lines", "event_files"):
+            self._execute(f"analyze {self.schema}.{table}")
 
     def _query(self, sql: str, params: list | None = None) -> list[tuple]:
         with self.con.cursor() as cur:
