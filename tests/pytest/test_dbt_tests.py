@@ -10,37 +10,36 @@ import duckdb
 from conftest import copy_warehouse
 
 
-def data_test_results(warehouse) -> list[dict]:
-    """The data tests of the warehouse's last dbt command, from its run_results.json."""
+def last_results(warehouse, kind: str) -> list[dict]:
+    """The nodes of one kind (`test`, `unit_test`, `model`) in the warehouse's last dbt command's run_results."""
     results = json.loads((warehouse.target_dir / "run_results.json").read_text())["results"]
-    return [node for node in results if node["unique_id"].startswith("test.")]
+    return [node for node in results if node["unique_id"].startswith(f"{kind}.")]
 
 
 def test_the_dbt_unit_tests_pass_and_the_job_leaves_them_out(real_warehouse, tmp_path):
-    built = json.loads((real_warehouse.target_dir / "run_results.json").read_text())["results"]
-    assert any(node["unique_id"].startswith("model.") for node in built)
-    assert [node["unique_id"] for node in built if node["unique_id"].startswith("unit_test.")] == []
+    assert last_results(real_warehouse, "model")  # the job's build ran...
+    assert last_results(real_warehouse, "unit_test") == []  # ...without the unit tests
 
     warehouse = copy_warehouse(real_warehouse, tmp_path / "wh")
     warehouse.segments("dbt", "--", "test", "--select", "test_type:unit")
     unit_tests = json.loads((warehouse.target_dir / "manifest.json").read_text())["unit_tests"]
-    ran = json.loads((warehouse.target_dir / "run_results.json").read_text())["results"]
     assert len(unit_tests) >= 5
-    assert sorted((node["unique_id"], node["status"]) for node in ran if node["unique_id"].startswith("unit_test.")) == [(name, "pass") for name in sorted(unit_tests)]
+    ran = sorted((node["unique_id"], node["status"]) for node in last_results(warehouse, "unit_test"))
+    assert ran == [(name, "pass") for name in sorted(unit_tests)]
 
 
 def test_columns_are_valid_reports_each_broken_rule(real_warehouse, tmp_path):
     warehouse = copy_warehouse(real_warehouse, tmp_path / "wh")
     selection = ["--select", "user_features_columns_are_valid"]
     warehouse.segments("dbt", "--", "test", *selection)
-    assert [(node["status"], node["failures"]) for node in data_test_results(warehouse)] == [("pass", 0)]
+    assert [(node["status"], node["failures"]) for node in last_results(warehouse, "test")] == [("pass", 0)]
     with duckdb.connect(str(warehouse.path)) as con:
         first, second = [row[0] for row in con.sql("select user_id from user_features order by user_id limit 2").fetchall()]
         con.execute(f"update user_features set sessions = 0, night_share = 1.5 where user_id = {first}")
         con.execute(f"update user_features set sessions = 0, events = null where user_id = {second}")
     failed = warehouse.segments("dbt", "--", "test", *selection, "--store-failures", check=False)
     assert failed.returncode == 1, failed.stdout
-    assert [(node["status"], node["failures"]) for node in data_test_results(warehouse)] == [("fail", 3)]
+    assert [(node["status"], node["failures"]) for node in last_results(warehouse, "test")] == [("fail", 3)]
     with warehouse.connect() as con:  # --store-failures keeps the failing rows under the test's name
         broken = dict(con.sql("select broken_rule, failing_rows from main_dbt_test__audit.user_features_columns_are_valid")
                       .fetchall())
