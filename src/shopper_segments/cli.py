@@ -23,12 +23,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
 from pathlib import Path
 
 from . import settings
+from .operational_errors import OperationalError, check_warehouse_is_free, explain_operational_error
 
 DEMO_DEFECT_RATE = 0.0003
 # `segments report`: where it writes, and how many scored shoppers its PCA scatter draws.
@@ -82,8 +82,8 @@ def land_files(args: argparse.Namespace):
     target = settings.target()
     location = settings.events_location(args.events, target)
     where = settings.duckdb_path() if target == "duckdb" else f"the {target} warehouse"
-    print(f"Landing event files from {location} into {where}")
     warehouse = open_raw_warehouse(target, settings.duckdb_path(), settings.raw_schema())
+    print(f"Landing event files from {location} into {where}{warehouse.limits_note()}")
     try:
         result = load_event_files(warehouse, location)
     finally:
@@ -227,6 +227,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench.run(args)
 
 
+def scope_data_tests(retrain: bool) -> None:
+    """Which rows the run's data tests read (macros/tests/test_scope.sql, where a full refresh reads all):
+    on a daily run the loads not tested yet (or what SEGMENTS_DATA_TESTS says), on a retraining run all."""
+    os.environ["SEGMENTS_DATA_TESTS"] = "all" if retrain else os.environ.get("SEGMENTS_DATA_TESTS", "new")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     target = settings.target()
@@ -242,6 +248,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if rotate and "--full-refresh" not in dbt_args:
         # Every pseudonym changes: every layer is rebuilt under the new key (docs/gdpr.md).
         dbt_args = [*dbt_args, "--full-refresh"]
+    scope_data_tests(retrain=args.retrain)
     landing = land_files(args)  # quarantined files do not stop the others from being built
     if target == "duckdb":
         status = run_dbt([*JOB_BUILD, *dbt_args])
@@ -284,6 +291,7 @@ def report_drift(args: argparse.Namespace, target: str, dbt_args: list[str]) -> 
         print("--retrain-if-drifted: no retraining (the verdict is not `retrain recommended`).", flush=True)
         return 0
     print("--retrain-if-drifted: the verdict is `retrain recommended`: fitting a new model version.", flush=True)
+    scope_data_tests(retrain=True)
     if target == "duckdb":
         status = run_dbt([*JOB_BUILD, *_with_vars(dbt_args, {**_dbt_vars(dbt_args), "retrain": True})])
     else:
@@ -427,58 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class OperationalError(Exception):
-    """An expected failure of the machine or of the setup: its message is the one sentence the user sees."""
-
-
 # Commands that write the DuckDB warehouse, some through dbt: its lock is checked first, so
 # that a second run gets one clear sentence rather than dbt's failure.
 WAREHOUSE_WRITERS = {"load", "run", "demo", "fit", "erase"}
-
-
-def _check_warehouse_is_free() -> None:
-    """Open the DuckDB warehouse for writing once (DuckDB's lock says whether another process holds it)."""
-    import duckdb
-
-    path = settings.duckdb_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    duckdb.connect(str(path)).close()
-
-
-def explain_operational_error(error: BaseException) -> str | None:
-    """One sentence naming the cause and what to do, for a failure the user can act on; None for a bug."""
-    import errno
-
-    import duckdb
-
-    text = str(error)
-    where = settings.duckdb_path()
-    if isinstance(error, OperationalError):
-        return text
-    from .ingest.files import NoEventFilesError
-
-    if isinstance(error, NoEventFilesError):
-        return text
-    pid = re.search(r"\(PID (\d+)\)", text)
-    if "Could not set lock" in text:
-        holder = f" (process {pid.group(1)})" if pid else ""
-        return (f"The warehouse {where} is in use by another process{holder}, such as another `segments run`: "
-                "wait for it to finish, then run the command again.")
-    full = (isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EFBIG)) or any(
-        marker in text for marker in ("No space left on device", "File too large"))
-    if full:
-        return (f"The disk is full (or a file-size limit was reached) while writing to {where.parent} or the "
-                "temporary folder: free some space (or move SEGMENTS_DUCKDB_PATH), then run again; the "
-                "interrupted step was rolled back.")
-    denied = (isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EPERM, errno.EROFS)) or any(
-        marker in text for marker in ("Permission denied", "Read-only file system", "Operation not permitted"))
-    if denied:
-        name = getattr(error, "filename", None) or where
-        return (f"Permission denied on {name} (a read-only folder, or one this user may not write): make it "
-                "writable by this user, or set SEGMENTS_DUCKDB_PATH to a writable place.")
-    if isinstance(error, (duckdb.ParserException, duckdb.CatalogException, duckdb.BinderException)):
-        return f"The query failed: {text.splitlines()[0]}. Check the SQL (table names: README, 'What you get')."
-    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -486,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command in WAREHOUSE_WRITERS and settings.target() == "duckdb":
-            _check_warehouse_is_free()
+            check_warehouse_is_free()
         return args.func(args)
     except Exception as error:  # noqa: BLE001 - sorted below: expected conditions get a sentence, bugs a traceback
         message = explain_operational_error(error)

@@ -20,8 +20,8 @@ folder, as a parse writes them). The test suite sets it: dbt's own partial parsi
 because it starts over whenever the profile changes, and every test warehouse is another DuckDB file.
 "The same way" is deliberately strict (cache_key): the project's files (content), the dbt packages'
 versions, the parse options, and every SEGMENTS_* / DBT_* environment variable except where the
-warehouse file, the logs and the target folder live; of the DuckDB file only its name is kept, since
-dbt names the database after it.
+warehouse file, the logs and the target folder live and those only read when a node runs
+(RUNTIME_ONLY_VARIABLES); of the DuckDB file only its name is kept, since dbt names the database after it.
 """
 
 from __future__ import annotations
@@ -58,6 +58,8 @@ PARSED_FILES = ("dbt_project.yml", "profiles/profiles.yml", "packages.yml", "dep
 # Where one warehouse's files live: they differ between warehouses, the parse does not depend on them.
 PER_WAREHOUSE_VARIABLES = ("SEGMENTS_DUCKDB_PATH", "SEGMENTS_PRIVACY_DUCKDB_PATH", "DBT_TARGET_PATH",
                            "DBT_LOG_PATH", PARSE_CACHE_VARIABLE)
+# Read only when a node runs (macros/tests/test_scope.sql), never by the parse: a manifest serves every value.
+RUNTIME_ONLY_VARIABLES = ("SEGMENTS_DATA_TESTS",)
 PACKAGES = ("dbt-core", "dbt-adapters", "dbt-duckdb", "dbt-postgres", "dbt-redshift")
 
 
@@ -92,8 +94,9 @@ def cache_key(options: list[str], project_dir: Path, env: dict[str, str]) -> str
         except metadata.PackageNotFoundError:
             add(package, None)
     add(options)
+    ignored = (*PER_WAREHOUSE_VARIABLES, *RUNTIME_ONLY_VARIABLES)
     for name in sorted(env):
-        if name.startswith(("SEGMENTS_", "DBT_")) and name not in PER_WAREHOUSE_VARIABLES:
+        if name.startswith(("SEGMENTS_", "DBT_")) and name not in ignored:
             add(name, env[name])
     add("duckdb file", Path(env.get("SEGMENTS_DUCKDB_PATH", "")).stem)
     files = [project_dir / name for name in PARSED_FILES]
@@ -210,7 +213,7 @@ def invoke(args: list[str], project_dir: Path, env: dict[str, str], reuse_parse:
     from dbt.cli.main import dbtRunner
 
     options = parse_options(args)
-    key = (tuple(options), tuple(sorted(env.items())))
+    key = (tuple(options), tuple(sorted(item for item in env.items() if item[0] not in RUNTIME_ONLY_VARIABLES)))
     with _inside(project_dir, env):
         try:
             manifest, from_cache = (_MANIFESTS.get(key) if reuse_parse else None), False

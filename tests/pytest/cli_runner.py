@@ -9,7 +9,7 @@ starts where `python -m` would be after its imports and runs the same `shopper_s
 with file descriptors 0, 1 and 2 redirected (everything it prints, dbt's log lines included, is
 captured as a subprocess's output would be).
 
-The server never opens a database or starts a thread pool, so forking it is safe. The test that
+The server never opens a database or runs a computation, so forking it is safe. The test that
 kills a run midway (test_incremental.py) starts a real `python -m` process instead.
 """
 
@@ -24,8 +24,13 @@ import threading
 import time
 from pathlib import Path
 
-# What the server imports once: dbt and its adapters (most of the start-up time), and the project's CLI.
-PRELOADED = ("dbt.cli.main", "dbt.adapters.duckdb", "dbt.adapters.postgres", "shopper_segments.cli")
+# What the server imports once: dbt and its adapters (most of the start-up time), the project's CLI, and
+# what the dbt Python models and the report import (scikit-learn, pandas, scipy: about 4 s more per
+# build that fits). Importing starts no computation: OpenBLAS stops its threads before a fork and
+# restarts them on first use, and OpenMP starts its pool only at the first parallel region.
+PRELOADED = ("dbt.cli.main", "dbt.adapters.duckdb", "dbt.adapters.postgres", "shopper_segments.cli",
+             "shopper_segments.model.duckdb_inputs", "shopper_segments.model.training",
+             "shopper_segments.model.fit", "shopper_segments.report")
 
 
 def _serve() -> None:

@@ -50,8 +50,9 @@ def test_the_key_ignores_where_a_warehouse_lives_and_nothing_else(tmp_path, proj
     assert cache_key(["--vars", '{"min_events": 9}'], project_copy, environment(tmp_path / "a")) != base
     assert cache_key(options, project_copy, environment(tmp_path / "a", SEGMENTS_TARGET="postgres")) != base
     assert cache_key(options, project_copy, environment(tmp_path / "a", SEGMENTS_RAW_SCHEMA="landing")) != base
-    # Variables that are not the project's do not matter.
+    # Variables that are not the project's do not matter, nor those read only when a node runs.
     assert cache_key(options, project_copy, environment(tmp_path / "a", PYTEST_CURRENT_TEST="x")) == base
+    assert cache_key(options, project_copy, environment(tmp_path / "a", SEGMENTS_DATA_TESTS="new")) == base
     # Any change to a file dbt reads is another parse: a model, a seed, a test, the project file.
     for name in ("models/features/user_features.sql", "seeds/segment_features.csv", "dbt_project.yml"):
         path = project_copy / name

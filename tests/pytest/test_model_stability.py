@@ -5,6 +5,7 @@ plus the real October head retrained after the real November head arrives."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -42,6 +43,16 @@ def test_retraining_keeps_at_least_95_percent_of_shoppers_in_their_segment(retra
     assert (row.model_version, row.previous_version) == (2, 1)
     assert row.same_segment_share >= 0.95 and row.agreement_ari >= 0.9
     assert (row.kept_segments, row.new_segments, row.retired_segments) == (6, 0, 0)
+
+
+def test_a_retraining_run_tests_every_staged_event(retrained):
+    """docs/data_quality.md, "What a run tests": unlike a daily run, the retraining run's tests of the
+    staged events read every row, although 13 of the 14 loads had passed; then all 14 have."""
+    warehouse, generated, _ = retrained
+    results = json.loads((warehouse.target_dir / "run_results.json").read_text())["results"]
+    [scoped] = [node for node in results if "stg_events_columns_are_valid" in node["unique_id"]]
+    assert scoped["status"] == "pass" and "dbt_subquery" not in scoped["compiled_code"]
+    assert warehouse.scalar("select count(*) from raw.tested_loads") == len(generated.files) == 14
 
 
 def test_segments_keep_their_ids_and_names(retrained):

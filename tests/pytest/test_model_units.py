@@ -253,14 +253,23 @@ def test_subsampled_events_keep_n_events_of_each_shopper_with_their_sessions():
             "user_session": [f"s{i // 4}" for i in range(13)],
         }
     )
-    part = threshold.subsample_events(events, 4, seed=1, draws=2)
+    part = threshold.subsample_events(threshold.in_canonical_order(events), 4, seed=1, draws=2)
     # Draw r of shopper u is pseudo-shopper 2u + r: n events each (all of them when fewer).
     assert part.groupby("user_id").size().to_dict() == {2: 4, 3: 4, 4: 3, 5: 3}
     original = part.assign(user_id=part.user_id // 2)
     assert original.merge(events, on=["user_id", "event_time", "user_session"]).shape[0] == len(part)
-    # Deterministic whatever order the events come in.
+    # Deterministic whatever order the events come in (once in canonical order).
     shuffled = events.sample(frac=1, random_state=3)
-    assert part.equals(threshold.subsample_events(shuffled, 4, seed=1, draws=2))
+    assert part.equals(threshold.subsample_events(threshold.in_canonical_order(shuffled), 4, seed=1, draws=2))
+    # The same rows as drawing by sorting the frame on (shopper, random key), draw after draw.
+    rng = np.random.default_rng(1)
+    drawn = []
+    for draw in range(2):
+        ranked = events.assign(key=rng.random(len(events))).sort_values(["user_id", "key"])
+        ranked = ranked[ranked.groupby("user_id").cumcount() < 4].drop(columns="key")
+        drawn.append(ranked.assign(user_id=ranked.user_id * 2 + draw))
+    expected = pd.concat(drawn).sort_values(["user_id", "event_time"], kind="stable").reset_index(drop=True)
+    assert part.equals(expected)
 
 
 def test_seed_configuration_is_consistent():

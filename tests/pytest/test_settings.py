@@ -178,3 +178,24 @@ def test_the_default_rejection_rate_does_not_warn_for_one_line_in_1700(sparse_th
     warehouse, _, _ = sparse_then_changed
     result = warehouse.segments("dbt", "--", "test", "--select", "stg_event_loads,test_name:in_range")
     assert re.search(r"PASS in_range_stg_event_loads_rejection_rate", result.stdout), result.stdout
+
+
+@pytest.mark.parametrize("limit", [None, "1GB"])
+def test_the_duckdb_memory_limit_reaches_dbt_and_the_loader(real_warehouse, tmp_path, limit):
+    """SEGMENTS_DUCKDB_MEMORY_LIMIT, and its default (settings.DEFAULT_DUCKDB_MEMORY_LIMIT, chosen in
+    docs/benchmarks.md), is the limit of dbt's connection and of the loader's."""
+    import duckdb
+
+    from conftest import copy_warehouse
+    from shopper_segments import settings
+
+    expected_limit = limit or settings.DEFAULT_DUCKDB_MEMORY_LIMIT
+    with duckdb.connect(config={"memory_limit": expected_limit}) as con:
+        expected = con.sql("select current_setting('memory_limit')").fetchall()[0][0]
+    env = {"SEGMENTS_DUCKDB_MEMORY_LIMIT": limit} if limit else {}
+    warehouse = copy_warehouse(real_warehouse, tmp_path / "wh")
+    shown = warehouse.segments("dbt", "--", "show", "--inline", "select current_setting('memory_limit') as limit_now",
+                               **env)
+    assert expected in shown.stdout, shown.stdout
+    loaded = warehouse.segments("load", "--events", str(OCTOBER_HEAD), **env)
+    assert f"DuckDB memory limit {expected}:" in loaded.stdout, loaded.stdout

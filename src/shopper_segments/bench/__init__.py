@@ -5,11 +5,14 @@
 In one run, on the same generated daily files (the project's generator, cached on disk):
 1. **bare scan**: DuckDB reads the files and computes per-shopper aggregates in one GROUP BY —
    the least any engine must do;
-2. **pandas reference**: the same user features computed the usual notebook way
+2. **Polars reference**: the same user features with a Polars lazy scan and the streaming engine
+   (`polars_features.py`), what a data scientist would pick today;
+3. **pandas reference**: the same user features computed the usual notebook way
    (`reference_features.py`), under a memory cap so that it fails cleanly if it cannot finish;
-3. **pipeline**: a fresh DuckDB warehouse; `segments load` of all days but the last, then
+4. **pipeline**: a fresh DuckDB warehouse; `segments load` of all days but the last, then
    `dbt build` (per stage: staging, sessions, features, fit, scoring, tests, from run_results.json);
-4. **one more day**: `segments load` of the last day, then `dbt build` (incremental).
+5. **one more day**: `segments load` of the last day, then `dbt build` (incremental), its data tests
+   reading the new loads as in a daily `segments run` (SEGMENTS_DATA_TESTS=new).
 Every step runs as its own process: wall time, events per second and the process's peak memory
 (max RSS). Quote ratios measured in one run: the machines are shared and noisy.
 """
@@ -17,6 +20,7 @@ Every step runs as its own process: wall time, events per second and the process
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -110,15 +114,15 @@ class BenchWarehouse:
             DBT_LOG_PATH=str(workdir / "logs"),
         )
 
-    def segments(self, name: str, events: int, *args: str) -> Step:
-        seconds, rss, _ = run_measured([sys.executable, "-m", "shopper_segments.cli", *args], self.env,
+    def segments(self, name: str, events: int, *args: str, **env: str) -> Step:
+        seconds, rss, _ = run_measured([sys.executable, "-m", "shopper_segments.cli", *args], {**self.env, **env},
                                        settings.project_dir())
         stages = dbt_stage_seconds(self.target_dir) if args[0] == "dbt" else {}
         return Step(name, events, seconds, rss, stages)
 
 
 # ---------------------------------------------------------------------------------------------
-# The two references, run in their own processes (`python -m shopper_segments.bench --worker ...`)
+# The references, run in their own processes (`python -m shopper_segments.bench --worker ...`)
 # ---------------------------------------------------------------------------------------------
 
 def bare_scan(files: list[str]) -> int:
@@ -162,7 +166,21 @@ def pandas_reference(files: list[str]) -> int:
     return 0
 
 
+def polars_reference(files: list[str]) -> int:
+    """The same user features with Polars: one lazy plan, collected with the streaming engine."""
+    import pandas as pd
+
+    from .polars_features import features_of_files
+
+    calendar = pd.read_csv(settings.project_dir() / "seeds" / "marketing_calendar.csv", parse_dates=["calendar_date"])
+    features = features_of_files([Path(f) for f in files], set(calendar["calendar_date"].dt.date))
+    print(f"{len(features)} shoppers")
+    return 0
+
+
 def run_reference(name: str, worker: str, files: list[Path], events: int, memory_cap_gb: float) -> Step:
+    if worker == "polars" and importlib.util.find_spec("polars") is None:
+        return Step(name, events, None, 0.0, note="not run: polars is not installed (requirements/dev.txt)")
     command = [sys.executable, "-m", "shopper_segments.bench", "--worker", worker,
                "--memory-cap-gb", str(memory_cap_gb), *map(str, files)]
     seconds, rss, output = run_measured(command, dict(os.environ), settings.project_dir(), must_succeed=False)
@@ -175,7 +193,7 @@ def run_reference(name: str, worker: str, files: list[Path], events: int, memory
 # ---------------------------------------------------------------------------------------------
 
 def benchmark(users: int, days: int, start: str, seed: int, cache: Path, workdir: Path, pandas: bool,
-              memory_cap_gb: float) -> dict:
+              memory_cap_gb: float, polars: bool = True) -> dict:
     from ..generate import generate_events
 
     generated = generate_events(cache, users=users, start=start, days=days, seed=seed, split="day", gzip=False,
@@ -192,6 +210,8 @@ def benchmark(users: int, days: int, start: str, seed: int, cache: Path, workdir
     history_events = generated.events - day_events
 
     steps = [run_reference("bare DuckDB scan + GROUP BY", "bare", history, history_events, memory_cap_gb)]
+    if polars:
+        steps.append(run_reference("Polars reference features", "polars", history, history_events, memory_cap_gb))
     if pandas:
         steps.append(run_reference("pandas reference features", "pandas", history, history_events, memory_cap_gb))
     warehouse = BenchWarehouse(workdir / "warehouse")
@@ -199,7 +219,8 @@ def benchmark(users: int, days: int, start: str, seed: int, cache: Path, workdir
         warehouse.segments("pipeline: load", history_events, "load", "--events", str(lake)),
         warehouse.segments("pipeline: dbt build", history_events, "dbt", "build"),
         warehouse.segments("one more day: load", day_events, "load", "--events", str(new_day)),
-        warehouse.segments("one more day: dbt build", day_events, "dbt", "build"),
+        # As a daily `segments run` builds it: the data tests read the new loads (docs/data_quality.md).
+        warehouse.segments("one more day: dbt build", day_events, "dbt", "build", SEGMENTS_DATA_TESTS="new"),
     ]
     by_name = {step.name: step for step in steps}
     load, build = by_name["pipeline: load"], by_name["pipeline: dbt build"]
@@ -221,6 +242,10 @@ def benchmark(users: int, days: int, start: str, seed: int, cache: Path, workdir
         "ratio_one_day_to_full": round(day / pipeline, 3),
         "ratio_one_day_to_full_models_only": round(day_models / pipeline_models, 3),
     }
+    polars_step = by_name.get("Polars reference features")
+    if polars_step is not None and polars_step.seconds is not None:
+        report["ratio_pipeline_to_polars"] = round(pipeline / polars_step.seconds, 2)
+        report["memory_vs_polars"] = round(report["pipeline_max_rss_mb"] / polars_step.max_rss_mb, 2)
     if pandas:
         reference = by_name["pandas reference features"]
         report["pandas_finished"] = reference.seconds is not None
@@ -242,6 +267,9 @@ def print_report(report: dict) -> None:
     print(f"pipeline (load + dbt build): {report['pipeline_seconds']:.1f} s, peak {report['pipeline_max_rss_mb']} MB")
     print(f"pipeline / bare scan: {report['ratio_pipeline_to_bare_scan']:.2f}x "
           f"(models only, without dbt tests: {report['ratio_pipeline_models_to_bare_scan']:.2f}x)")
+    if "ratio_pipeline_to_polars" in report:
+        print(f"pipeline / Polars reference time: {report['ratio_pipeline_to_polars']:.2f}x; "
+              f"pipeline / Polars peak memory: {report['memory_vs_polars']:.2f}")
     if "pandas_finished" in report:
         if report["pandas_finished"]:
             print(f"pandas / pipeline time: {report['speedup_vs_pandas']:.2f}x; "
@@ -259,7 +287,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--start", default="2019-10-01", help="first day (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--no-pandas", dest="pandas", action="store_false", help="skip the pandas reference")
-    parser.add_argument("--memory-cap-gb", type=float, default=20.0, help="address-space cap of the references")
+    parser.add_argument("--no-polars", dest="polars", action="store_false", help="skip the Polars reference")
+    parser.add_argument("--memory-cap-gb", type=float, default=20.0,
+                        help="address-space cap of the pandas reference (default: %(default)s)")
     parser.add_argument("--cache", default="data/bench", help="where generated files are kept between runs")
     parser.add_argument("--workdir", default="/tmp/shopper-segments-bench", help="scratch folder for warehouses")
     parser.add_argument("--json", help="also write the figures to this JSON file")
@@ -270,7 +300,7 @@ def run(args: argparse.Namespace) -> int:
     cache = cache if cache.is_absolute() else settings.project_dir() / cache
     name = f"u{args.users}-d{args.days}-{args.start}-s{args.seed}"
     report = benchmark(args.users, args.days, args.start, args.seed, cache / name, Path(args.workdir),
-                       args.pandas, args.memory_cap_gb)
+                       args.pandas, args.memory_cap_gb, args.polars)
     print_report(report)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
@@ -279,12 +309,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _worker(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--worker", choices=("bare", "pandas"), required=True)
+    parser.add_argument("--worker", choices=("bare", "polars", "pandas"), required=True)
     parser.add_argument("--memory-cap-gb", type=float, required=True)
     parser.add_argument("files", nargs="+")
     args = parser.parse_args(argv)
     if args.worker == "pandas":  # DuckDB manages its own memory; pandas is capped to fail cleanly
         cap = int(args.memory_cap_gb * 2**30)
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-    return {"bare": bare_scan, "pandas": pandas_reference}[args.worker](args.files)
+    return {"bare": bare_scan, "polars": polars_reference, "pandas": pandas_reference}[args.worker](args.files)
 

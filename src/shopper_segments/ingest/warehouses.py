@@ -77,6 +77,10 @@ class RawWarehouse:
     def _query(self, sql: str, params: list | None = None) -> list[tuple]:
         raise NotImplementedError
 
+    def limits_note(self) -> str:
+        """The limits this warehouse works within, for the landing line (empty: none of ours)."""
+        return ""
+
     def _execute(self, sql: str, params: list | None = None) -> None:
         raise NotImplementedError
 
@@ -148,6 +152,10 @@ class DuckDBWarehouse(RawWarehouse):
 
     def close(self) -> None:
         self.con.close()
+
+    def limits_note(self) -> str:
+        limit = self._query("select current_setting('memory_limit')")[0][0]
+        return f" (DuckDB memory limit {limit}: SEGMENTS_DUCKDB_MEMORY_LIMIT)"
 
     def _query(self, sql: str, params: list | None = None) -> list[tuple]:
         return self.con.execute(sql, params).fetchall()

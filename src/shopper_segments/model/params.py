@@ -26,7 +26,7 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 
 def single_threaded(function):
@@ -39,10 +39,18 @@ def single_threaded(function):
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
-        with threadpool_limits(limits=1):
+        with _threadpools().limit(limits=1):
             return function(*args, **kwargs)
 
     return wrapper
+
+
+@functools.cache
+def _threadpools() -> ThreadpoolController:
+    """The thread pools of the process, found once: `threadpool_limits` searches every loaded library
+    again on each call (about 0.1 s inside dbt, which has loaded many). The libraries that matter
+    (BLAS, OpenMP) are loaded when scikit-learn is imported, before the first call."""
+    return ThreadpoolController()
 
 
 # Columns of the tidy parameter table, in order, with their pandas dtypes.

@@ -39,19 +39,34 @@ THRESHOLD_COLUMNS = {
 EVENT_KEY = ["user_id", "event_time", "event_type", "product_id", "user_session", "price"]
 
 
-def subsample_events(events: pd.DataFrame, n: int, seed: int, draws: int = 1) -> pd.DataFrame:
+def in_canonical_order(events: pd.DataFrame) -> pd.DataFrame:
+    """The events sorted on EVENT_KEY: the same order whatever order the warehouse returned them in."""
+    return events.sort_values([c for c in EVENT_KEY if c in events.columns], kind="stable", na_position="first")
+
+
+def subsample_events(ordered: pd.DataFrame, n: int, seed: int, draws: int = 1) -> pd.DataFrame:
     """`draws` independent sets of n events drawn at random (without replacement) from each
     shopper's history, times and sessions kept; draw r of shopper u is the pseudo-shopper
-    u * draws + r (so one feature computation serves every draw). Deterministic: the events are
-    put in a canonical order first, whatever order the warehouse returned them in."""
-    ordered = events.sort_values([c for c in EVENT_KEY if c in events.columns], kind="stable", na_position="first")
+    u * draws + r (so one feature computation serves every draw). Deterministic: `ordered` is in
+    canonical order (`in_canonical_order`, or a subset of rows of a frame in that order).
+
+    The draws are made on row positions (numpy), and the rows are taken from the frame once: the
+    same rows, in the same order, as sorting the frame by (shopper, random key) for each draw."""
+    users = ordered["user_id"].to_numpy()
     rng = np.random.default_rng(seed)
-    parts = []
+    kept, draw_of_row = [], []
     for draw in range(draws):
-        ranked = ordered.assign(_key=rng.random(len(ordered))).sort_values(["user_id", "_key"], kind="stable")
-        ranked = ranked[ranked.groupby("user_id").cumcount() < n].drop(columns="_key")
-        parts.append(ranked.assign(user_id=ranked["user_id"] * draws + draw))
-    return pd.concat(parts).sort_values(["user_id", "event_time"], kind="stable").reset_index(drop=True)
+        by_user = np.lexsort((rng.random(len(users)), users))  # by shopper, then by a random key
+        grouped = users[by_user]
+        starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+        rank = np.arange(len(grouped)) - np.repeat(starts, np.diff(np.r_[starts, len(grouped)]))
+        kept.append(by_user[rank < n])
+        draw_of_row.append(np.full(len(kept[-1]), draw))
+    rows, draw_of_row = np.concatenate(kept), np.concatenate(draw_of_row)
+    pseudo_users = users[rows] * draws + draw_of_row
+    order = np.lexsort((ordered["event_time"].to_numpy()[rows], pseudo_users))  # stable, as sort_values
+    part = ordered.iloc[rows[order]].reset_index(drop=True)
+    return part.assign(user_id=part["user_id"] * draws + draw_of_row[order])
 
 
 def features_from_events(
@@ -111,7 +126,7 @@ def threshold_curve(
     chosen = seeded_sample(pool, ANALYSIS.threshold_users, seed)
     events = fetch_events(chosen["user_id"].to_numpy())
     events = events.assign(event_time=pd.to_datetime(events["event_time"]))
-    events = events.sort_values([c for c in EVENT_KEY if c in events.columns], kind="stable").reset_index(drop=True)
+    events = in_canonical_order(events).reset_index(drop=True)
     marketing_days = set(pd.to_datetime(marketing_calendar["calendar_date"]).dt.date)
     full = features_from_events(events, marketing_days, night_hours, stored.features)
     reference = pd.Series(stored.predict(full), index=full["user_id"].to_numpy())

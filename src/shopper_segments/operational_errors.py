@@ -1,0 +1,60 @@
+"""Failures the user can act on: one sentence naming the cause and what to do, instead of a traceback.
+
+`segments` (cli.main) catches what a command raises and prints `explain_operational_error`'s sentence
+when there is one; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import re
+
+from . import settings
+
+
+class OperationalError(Exception):
+    """An expected failure of the machine or of the setup: its message is the one sentence the user sees."""
+
+
+def check_warehouse_is_free() -> None:
+    """Open the DuckDB warehouse for writing once (DuckDB's lock says whether another process holds it)."""
+    import duckdb
+
+    path = settings.duckdb_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    duckdb.connect(str(path)).close()
+
+
+def explain_operational_error(error: BaseException) -> str | None:
+    """One sentence naming the cause and what to do, for a failure the user can act on; None for a bug."""
+    import errno
+
+    import duckdb
+
+    text = str(error)
+    where = settings.duckdb_path()
+    if isinstance(error, OperationalError):
+        return text
+    from .ingest.files import NoEventFilesError
+
+    if isinstance(error, NoEventFilesError):
+        return text
+    pid = re.search(r"\(PID (\d+)\)", text)
+    if "Could not set lock" in text:
+        holder = f" (process {pid.group(1)})" if pid else ""
+        return (f"The warehouse {where} is in use by another process{holder}, such as another `segments run`: "
+                "wait for it to finish, then run the command again.")
+    full = (isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EFBIG)) or any(
+        marker in text for marker in ("No space left on device", "File too large"))
+    if full:
+        return (f"The disk is full (or a file-size limit was reached) while writing to {where.parent} or the "
+                "temporary folder: free some space (or move SEGMENTS_DUCKDB_PATH), then run again; the "
+                "interrupted step was rolled back.")
+    denied = (isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EPERM, errno.EROFS)) or any(
+        marker in text for marker in ("Permission denied", "Read-only file system", "Operation not permitted"))
+    if denied:
+        name = getattr(error, "filename", None) or where
+        return (f"Permission denied on {name} (a read-only folder, or one this user may not write): make it "
+                "writable by this user, or set SEGMENTS_DUCKDB_PATH to a writable place.")
+    if isinstance(error, (duckdb.ParserException, duckdb.CatalogException, duckdb.BinderException)):
+        return f"The query failed: {text.splitlines()[0]}. Check the SQL (table names: README, 'What you get')."
+    return None
