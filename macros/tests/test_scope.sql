@@ -123,7 +123,8 @@
 
 
 {#- on-run-end: a build that staged the pending loads (the three staging models succeeded) and in which
-    every data test of the load-scoped tables passed (a warning passes) records the staged loads. -#}
+    every data test of the load-scoped tables passed (a warning passes) records the staged loads (those
+    with rows: not a duplicate or quarantined file). -#}
 {% macro record_tested_loads(results) -%}
     {%- if execute and flags.WHICH == 'build' -%}
         {%- set staging = [] -%}
@@ -143,7 +144,7 @@
               and scoped_tests and passed | length == scoped_tests | length -%}
             {{ run_and_commit([
                 'insert into ' ~ tested_loads_relation() ~ ' (load_id) select audited.load_id from '
-                ~ audit ~ ' as audited where audited.load_id not in'
+                ~ audit ~ " as audited where audited.status = 'loaded' and audited.load_id not in"
                 ~ ' (select tested.load_id from ' ~ tested_loads_relation() ~ ' as tested)',
             ]) }}
         {%- endif -%}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import subprocess
@@ -82,6 +83,12 @@ class Warehouse:
             for relation in self.relations():
                 digests[relation] = con.sql(f"select count(*), bit_xor(hash(t)) from {relation} as t").fetchall()[0]
         return digests
+
+
+def last_results(warehouse: Warehouse, kind: str) -> list[dict]:
+    """The nodes of one kind (`test`, `unit_test`, `model`) in the warehouse's last dbt command's run_results."""
+    results = json.loads((warehouse.target_dir / "run_results.json").read_text())["results"]
+    return [node for node in results if node["unique_id"].startswith(f"{kind}.")]
 
 
 def copy_warehouse(source: Warehouse, workdir) -> Warehouse:
