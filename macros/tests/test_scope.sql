@@ -127,14 +127,16 @@
     with rows: not a duplicate or quarantined file). -#}
 {% macro record_tested_loads(results) -%}
     {%- if execute and flags.WHICH == 'build' -%}
-        {%- set staging = [] -%}
-        {%- for name in ['stg_events', 'stg_events_rejected', 'stg_event_loads'] -%}
-            {%- do staging.append('model.' ~ project_name ~ '.' ~ name) -%}
+        {%- set scoped_models = [] -%}
+        {%- for name in load_scoped_columns() -%}
+            {%- do scoped_models.append('model.' ~ project_name ~ '.' ~ name) -%}
         {%- endfor -%}
+        {#- The load-scoped tables and the audit, which lists the loads they have staged. -#}
+        {%- set staging = scoped_models + ['model.' ~ project_name ~ '.stg_event_loads'] -%}
         {%- set staged = results | selectattr('node.unique_id', 'in', staging)
                          | selectattr('status', 'equalto', 'success') | list -%}
         {%- set scoped_tests = graph.nodes.values() | selectattr('resource_type', 'equalto', 'test')
-                               | selectattr('attached_node', 'in', staging[:2]) | map(attribute='unique_id') | list -%}
+                               | selectattr('attached_node', 'in', scoped_models) | map(attribute='unique_id') | list -%}
         {%- set passed = results | selectattr('node.unique_id', 'in', scoped_tests)
                          | selectattr('status', 'in', ['pass', 'warn']) | list -%}
         {#- Looked up by name, as pending_load_ids does: a hook has no ref(). -#}
