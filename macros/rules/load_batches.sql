@@ -6,32 +6,119 @@
     file is harmless: both staging models skip rows they already hold.
 
     The audit model is looked up by name, not with ref(): it depends on the staging models, so
-    a ref() here would be a cycle. It is built in the same schema as the model calling this. -#}
-{% macro pending_load_ids(audit=none) -%}
+    a ref() here would be a cycle. It is built in the target schema, with every staging model but the
+    private ones. `incremental` says whether the caller adds to what it holds (default: is_incremental());
+    when it does not, every loaded file is pending for it. -#}
+{% macro pending_load_ids(audit=none, incremental=none) -%}
+    {#- When a run or build executes the model: the ids as a literal list. PostgreSQL cannot push a
+        semi-join on a subquery into the base_event_lines view, so with the subquery it split and
+        checked every landed line once per pending file (measured: 19 min for a 14-file delivery of
+        240,000 lines; seconds with the list). Compiling (docs, lint, offline Redshift) keeps the query,
+        and looks nothing up in the warehouse. -#}
+    {#- (In a dbt unit test the source is a CTE of the test's rows: the query stays.) -#}
+    {%- set is_unit_test = (source('raw', 'event_files') | string).startswith('__dbt__cte__') -%}
+    {%- set executing = execute and flags.WHICH in ('run', 'build') and not is_unit_test -%}
+    {%- set audited_files = none -%}
+    {%- if (is_incremental() if incremental is none else incremental) -%}
+        {#- The audit model itself passes `this` (it exists when incremental): no lookup. -#}
+        {%- set audited_files = audit if audit is not none
+            else adapter.get_relation(database=target.database, schema=target.schema, identifier='stg_event_loads')
+                if executing
+            else api.Relation.create(database=target.database, schema=target.schema, identifier='stg_event_loads') -%}
+    {%- endif -%}
     {%- set pending_query -%}
         select load_id
         from {{ source('raw', 'event_files') }}
         where status = 'loaded'
-        {%- if is_incremental() %}
-            {#- The audit model itself passes `this` (it exists when incremental): no lookup. -#}
-            {%- set audited_files = audit if audit is not none
-                else adapter.get_relation(database=this.database, schema=this.schema, identifier='stg_event_loads') %}
-            {%- if audited_files is not none %}
-                and load_id not in (select audited.load_id from {{ audited_files }} as audited)
-            {%- endif %}
+        {%- if audited_files is not none %}
+            and load_id not in (select audited.load_id from {{ audited_files }} as audited)
         {%- endif %}
     {%- endset -%}
-    {#- When a run or build executes the model: the ids as a literal list. PostgreSQL cannot push a
-        semi-join on a subquery into the base_event_lines view, so with the subquery it split and
-        checked every landed line once per pending file (measured: 19 min for a 14-file delivery of
-        240,000 lines; seconds with the list). Compiling (docs, lint, offline Redshift) keeps the query. -#}
-    {#- (In a dbt unit test the source is a CTE of the test's rows: the query stays.) -#}
-    {%- set is_unit_test = (source('raw', 'event_files') | string).startswith('__dbt__cte__') -%}
-    {%- if execute and flags.WHICH in ('run', 'build') and not is_unit_test -%}
+    {%- if executing -%}
         {%- set load_ids = run_query(pending_query).columns[0].values() | map('int') | list -%}
         {#- Nothing pending: NULL, which no load_id equals (with the query, PostgreSQL would check every
             landed line to find none: 27 s of a daily build on the demo). -#}
         {{ return(load_ids | join(', ') if load_ids else 'null') }}
     {%- endif -%}
     {{ return(pending_query) }}
+{%- endmacro %}
+
+
+{#- The columns of a pending line that the staging models read: the view's, less the field count, with
+    the raw text of rejected lines only (a valid line is carried by its fields). -#}
+{% macro pending_line_columns() -%}
+    load_id,
+    line_number,
+    source_file,
+    loaded_at,
+    case when reject_reason is not null then line end as line,
+    event_time_text,
+    event_type,
+    product_id_text,
+    category_id_text,
+    category_code_text,
+    brand_text,
+    price_text,
+    user_id_text,
+    user_session,
+    reject_reason
+{%- endmacro %}
+
+
+{#- The pending lines a staging model reads (a subquery, to alias): from base_pending_event_lines for
+    the files it holds, when this invocation built it (so it is current: it is upstream of the caller),
+    and from the base_event_lines view for any other pending file (a caller that is rebuilt from
+    scratch while the audit exists, or a selection without the table). Both refs are always taken, so
+    the table is built before its readers. -#}
+{% macro pending_event_lines() -%}
+    {%- set parsed = ref('base_pending_event_lines') -%}
+    {%- set view = ref('base_event_lines') -%}
+    {%- set pending = pending_load_ids() -%}
+    {%- set is_unit_test = (parsed | string).startswith('__dbt__cte__') -%}
+    {%- set parsed_id = 'model.' ~ project_name ~ '.base_pending_event_lines' -%}
+    {%- if execute and not is_unit_test and flags.WHICH in ('run', 'build') -%}
+        {%- set built_now = parsed_id in selected_resources
+            and adapter.get_relation(parsed.database, parsed.schema, parsed.identifier) is not none -%}
+        {%- set covered = run_query('select distinct load_id from ' ~ parsed).columns[0].values() | map('int') | list
+            if built_now else [] -%}
+        {%- set pending_ids = [] if pending == 'null' else pending.split(', ') | map('int') | list -%}
+        {%- set from_table = pending_ids | select('in', covered) | list -%}
+        {%- set from_view = pending_ids | reject('in', covered) | list -%}
+        (
+            select * from {{ parsed }}
+            where load_id in ({{ from_table | join(', ') if from_table else 'null' }})
+            union all
+            select {{ pending_line_columns() }} from {{ view }}
+            where load_id in ({{ from_view | join(', ') if from_view else 'null' }})
+        )
+    {%- else -%}
+        {#- Compiling, and dbt unit tests (whose inputs are CTEs): the same, as queries. -#}
+        (
+            select * from {{ parsed }}
+            where load_id in ({{ pending }})
+            union all
+            select {{ pending_line_columns() }} from {{ view }}
+            where load_id in ({{ pending }}) and load_id not in (select covered.load_id from {{ parsed }} as covered)
+        )
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- on-run-end: the working copy of the pending lines is emptied (docs/gdpr.md): between runs no line
+    is stored outside the raw layer. The catalog is asked afresh: dbt's cache may list a table whose
+    creation a failed model rolled back. -#}
+{% macro empty_pending_event_lines() -%}
+    {%- if execute -%}
+        {%- set node = graph.nodes.get('model.' ~ project_name ~ '.base_pending_event_lines') -%}
+        {%- if node -%}
+            {%- set found = run_query(
+                "select count(*) from information_schema.tables where table_schema = '" ~ node.schema
+                ~ "' and table_name = '" ~ node.alias ~ "'").columns[0].values()[0] -%}
+            {%- if found -%}
+                {{ run_and_commit(['delete from ' ~ api.Relation.create(database=node.database, schema=node.schema,
+                                                                          identifier=node.alias)]) }}
+            {%- endif -%}
+        {%- endif -%}
+    {%- endif %}
+    select 1
 {%- endmacro %}

@@ -6,7 +6,9 @@
     are the ones whose rows never change once their load is staged; sessions and features (recomputed
     for touched shoppers, refreshed recency, retention) are always tested whole. So are tests that a
     part of the rows cannot answer: a table's emptiness, and uniqueness over columns that do not
-    include the load (a new row may duplicate an old one). SEGMENTS_DATA_TESTS=all (the default of any
+    include the load (a new row may duplicate an old one) unless the table names never-null columns
+    of the key to probe with (load_scoped_probe_columns): then the test reads the rows that share
+    those columns with a row of an untested load. SEGMENTS_DATA_TESTS=all (the default of any
     dbt command), a retraining run and any full refresh test every row.
 
     raw.tested_loads holds the ids of the loads whose rows passed: a build that staged them (the three
@@ -18,6 +20,15 @@
 {#- The tables tested by load, and the column naming each row's load. -#}
 {% macro load_scoped_columns() -%}
     {{ return({'stg_events': 'load_id', 'stg_events_rejected': 'load_id'}) }}
+{%- endmacro %}
+
+
+{#- Never-null columns of a table's event identity: a uniqueness test over columns that include them
+    but not the load reads, on a daily run, the rows sharing them with a row of an untested load. A
+    duplicate of a new row shares them, so it is read; duplicates among tested rows were found when
+    their loads were tested (a load is recorded only when every test passed). -#}
+{% macro load_scoped_probe_columns() -%}
+    {{ return({'stg_events': ['user_id', 'event_time']}) }}
 {%- endmacro %}
 
 
@@ -43,7 +54,7 @@
 
 
 {#- The generic tests that read the new loads only: not those about the whole table. -#}
-{% macro test_reads_new_loads_only(test_node, load_column) -%}
+{% macro test_reads_new_loads_only(test_node, load_column, probe_columns=[]) -%}
     {%- set metadata = test_node.get('test_metadata') or {} -%}
     {%- set kwargs = metadata.get('kwargs') or {} -%}
     {%- if metadata.get('name') == 'not_empty' -%}
@@ -51,9 +62,18 @@
     {%- elif metadata.get('name') == 'unique' -%}
         {{ return(kwargs.get('column_name') == load_column) }}
     {%- elif metadata.get('name') == 'unique_combination' -%}
-        {{ return(load_column in (kwargs.get('combination_of_columns') or [])) }}
+        {%- set columns = kwargs.get('combination_of_columns') or [] -%}
+        {{ return(load_column in columns or (probe_columns and probe_columns | reject('in', columns) | list == [])) }}
     {%- endif -%}
     {{ return(true) }}
+{%- endmacro %}
+
+
+{#- A uniqueness test over columns without the load (the key of the table's rows, not of its loads). -#}
+{% macro is_uniqueness_without_load(test_node, load_column) -%}
+    {%- set metadata = test_node.get('test_metadata') or {} -%}
+    {%- set columns = (metadata.get('kwargs') or {}).get('combination_of_columns') or [] -%}
+    {{ return(metadata.get('name') == 'unique_combination' and load_column not in columns) }}
 {%- endmacro %}
 
 
@@ -81,7 +101,8 @@
     {%- if not (execute and load_column and flags.WHICH in ('build', 'test')) -%}
         {{ return(none) }}
     {%- endif -%}
-    {%- if not (tests_read_new_loads_only() and test_reads_new_loads_only(model, load_column)) -%}
+    {%- set probe_columns = load_scoped_probe_columns().get(relation.identifier, []) -%}
+    {%- if not (tests_read_new_loads_only() and test_reads_new_loads_only(model, load_column, probe_columns)) -%}
         {{ return(none) }}
     {%- endif -%}
     {%- set tested = tested_loads_relation() -%}
@@ -101,11 +122,20 @@
         {%- do conditions.append('(' ~ where ~ ')') -%}
     {%- endif -%}
     {%- set load_column = scoped_load_column(relation) -%}
-    {%- if load_column -%}
+    {%- if load_column and is_uniqueness_without_load(model, load_column) -%}
+        {#- The rows sharing the probe columns with a row of an untested load (load_scoped_probe_columns). -#}
+        {%- set matches = [] -%}
+        {%- for column in load_scoped_probe_columns()[relation.identifier] -%}
+            {%- do matches.append('new_rows.' ~ column ~ ' = scoped_rows.' ~ column) -%}
+        {%- endfor -%}
+        {%- do conditions.append('exists (select 1 from ' ~ relation ~ ' as new_rows where new_rows.' ~ load_column
+            ~ ' in (' ~ untested_load_ids() ~ ') and ' ~ matches | join(' and ') ~ ')') -%}
+    {%- elif load_column -%}
         {%- do conditions.append(load_column ~ ' in (' ~ untested_load_ids() ~ ')') -%}
     {%- endif -%}
     {%- if conditions -%}
-        {%- do return('(select * from ' ~ relation ~ ' where ' ~ conditions | join(' and ') ~ ') dbt_subquery') -%}
+        {%- do return('(select * from ' ~ relation ~ ' as scoped_rows where ' ~ conditions | join(' and ')
+                      ~ ') dbt_subquery') -%}
     {%- endif -%}
     {%- do return(relation) -%}
 {%- endmacro %}

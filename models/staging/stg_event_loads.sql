@@ -29,10 +29,8 @@ classified_lines as (
                 then {{ canonical_user_id('lines.user_id_text') }} in ({{ erased_user_ids_as('user_id_text') }})
             else {{ is_line_of_erased_shopper('lines.line') }}
         end as is_erased
-    from {{ ref('base_event_lines') }} as lines
-    -- The files of `files` that have lines (a quarantined file has none), as a literal list: see
-    -- pending_load_ids.
-    where lines.load_id in ({{ pending_load_ids(audit=this) }})
+    -- The lines of the files of `files` that have lines (a quarantined file has none).
+    from {{ pending_event_lines() }} as lines
 ),
 
 stored_lines as (

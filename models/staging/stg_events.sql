@@ -1,5 +1,5 @@
 {#- Clean, typed, de-duplicated events: one row per distinct event, the first copy kept.
-    Incremental: only lines of files not processed yet are read (see pending_load_ids).
+    Incremental: only lines of files not processed yet are read (see pending_event_lines).
     Privacy (docs/gdpr.md): erased shoppers are filtered out and purged, events older than the
     retention window are purged, ids are pseudonymised when `pseudonymise_user_ids` is on. -#}
 {{ config(
@@ -25,10 +25,9 @@ with valid_lines as (
         nullif(cast(price_text as {{ type_money() }}), 0) as price,
         {{ shopper_id(canonical_user_id('user_id_text')) }} as user_id,
         {{ session_id('user_session') }} as user_session
-    from {{ ref('base_event_lines') }}
+    from {{ pending_event_lines() }} as lines
     where
         reject_reason is null
-        and load_id in ({{ pending_load_ids() }})
         -- Shoppers who asked to be erased never enter (docs/gdpr.md), however their id is written.
         and {{ canonical_user_id('user_id_text') }} not in ({{ erased_user_ids_as('user_id_text') }})
 ),

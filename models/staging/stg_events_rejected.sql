@@ -23,10 +23,9 @@ select
         user_id_text as user_field,
     {%- endif %}
     loaded_at
-from {{ ref('base_event_lines') }} as lines
+from {{ pending_event_lines() }} as lines
 where
     reject_reason is not null
-    and load_id in ({{ pending_load_ids() }})
     -- Malformed lines of erased shoppers too (is_line_of_erased_shopper, docs/gdpr.md).
     and not {{ is_line_of_erased_shopper('line') }}
     {% if is_incremental() %}

@@ -7,8 +7,13 @@ when there is one; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from . import settings
+
+
+# How a full disk (or a file-size limit) reads in an error's text, from Python, DuckDB or dbt.
+DISK_FULL_MARKERS = ("No space left on device", "File too large")
 
 
 class OperationalError(Exception):
@@ -44,7 +49,7 @@ def explain_operational_error(error: BaseException) -> str | None:
         return (f"The warehouse {where} is in use by another process{holder}, such as another `segments run`: "
                 "wait for it to finish, then run the command again.")
     full = (isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EFBIG)) or any(
-        marker in text for marker in ("No space left on device", "File too large"))
+        marker in text for marker in DISK_FULL_MARKERS)
     if full:
         return (f"The disk is full (or a file-size limit was reached) while writing to {where.parent} or the "
                 "temporary folder: free some space (or move SEGMENTS_DUCKDB_PATH), then run again; the "
@@ -57,4 +62,19 @@ def explain_operational_error(error: BaseException) -> str | None:
                 "writable by this user, or set SEGMENTS_DUCKDB_PATH to a writable place.")
     if isinstance(error, (duckdb.ParserException, duckdb.CatalogException, duckdb.BinderException)):
         return f"The query failed: {text.splitlines()[0]}. Check the SQL (table names: README, 'What you get')."
+    return None
+
+
+def explain_dbt_failure(result: Any) -> str | None:
+    """One sentence for a dbt command that a full disk stopped, naming the model; None when no node failed
+    that way (dbt's own output says the rest)."""
+    for node in getattr(result, "results", None) or []:
+        message = str(getattr(node, "message", "") or "")
+        name = getattr(getattr(node, "node", None), "name", "a model")
+        if any(marker in message for marker in DISK_FULL_MARKERS):
+            where = settings.duckdb_path()
+            return (f"The disk is full (or a file-size limit was reached) while dbt built {name}: DuckDB writes "
+                    f"the warehouse and spills to disk in {where.parent} (or the temporary folder). Free some "
+                    f"space there (or move SEGMENTS_DUCKDB_PATH), then run again: what was built before is kept, "
+                    f"{name} was rolled back, and the next run resumes from it.")
     return None

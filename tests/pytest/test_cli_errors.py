@@ -91,3 +91,26 @@ def test_a_full_disk_is_named_and_the_next_run_lands_the_file(tmp_path):
 
     again = warehouse.segments("load", "--events", str(OCTOBER_HEAD))  # space is back: the file lands whole
     assert "loaded 1 file(s) (17,435 lines)" in again.stdout
+
+
+def test_a_disk_filling_during_the_build_is_named_and_the_next_run_resumes(tmp_path):
+    """issue 15, point 4: the disk fills while dbt builds (every file the run writes capped a little above
+    the landed warehouse): one sentence naming the model and what to do, then a run with space builds all."""
+    warehouse = Warehouse(tmp_path)
+    warehouse.segments("load", "--events", str(OCTOBER_HEAD))
+    size = warehouse.path.stat().st_size
+
+    def small_disk():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size + 256 * 1024, size + 256 * 1024))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "shopper_segments.cli", "run", "--events", str(OCTOBER_HEAD)],
+        cwd=PROJECT, env=warehouse.env(), capture_output=True, text=True, preexec_fn=small_disk,
+    )
+    assert_one_sentence(result, "The disk is full", "while dbt built ", "run again")
+
+    warehouse.segments("run", "--events", str(OCTOBER_HEAD))
+    audit = warehouse.df("select rows_read, rows_accepted, rows_rejected, rows_duplicate from stg_event_loads")
+    assert len(audit) == 1 and audit.rows_read[0] == 17_435
+    assert (audit.rows_accepted + audit.rows_rejected + audit.rows_duplicate)[0] == 17_435
+    assert warehouse.scalar("select count(*) from user_segments") > 0

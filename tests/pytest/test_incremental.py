@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -224,6 +225,34 @@ def test_a_killed_run_followed_by_a_normal_run_gives_the_uninterrupted_result(tm
     victim.segments("run", "--events", str(lake))
     assert_same_state(full_state(victim), uninterrupted)
     assert not [r for r in victim.relations() if "__dbt_tmp" in r or "__dbt_backup" in r]
+
+
+def test_a_working_copy_of_pending_lines_is_read_only_by_the_invocation_that_built_it(tmp_path, history,
+                                                                                      uninterrupted):
+    """The pending lines are parsed once per run into base_pending_event_lines, which the staging models
+    read. A copy left behind (a killed run; here forged, with an event nobody sent) is never read by an
+    invocation that did not build it, is emptied when that invocation ends, and the next run gives the
+    uninterrupted result."""
+    warehouse, lake = history
+    victim = clone(warehouse, tmp_path / "victim")
+    victim.segments("load", "--events", str(lake))
+    pending = victim.scalar("select max(load_id) from raw.event_files")
+    working_copy = "main_private.base_pending_event_lines"
+    with duckdb.connect(str(victim.path)) as con:  # read-write: the forged copy
+        columns = [row[0] for row in con.sql(f"describe {working_copy}").fetchall()]
+        forged = {"user_id_text": "'999999999'", "line_number": "-1"}
+        con.execute(f"insert into {working_copy} select {', '.join(forged.get(c, c) for c in columns)} "
+                    f"from {working_copy.replace('pending_', '')} where load_id = {pending} "
+                    "and reject_reason is null limit 1")
+    victim.segments("dbt", "--", "run", "--select", "stg_events", "stg_events_rejected", "stg_event_loads")
+    assert victim.scalar("select count(*) from stg_events where user_id = 999999999") == 0
+    audit = victim.df(f"select rows_in_file, rows_read from stg_event_loads where load_id = {pending}")
+    assert len(audit) == 1 and audit.rows_read[0] > 0, audit
+    assert victim.scalar(f"select count(*) from {working_copy}") == 0
+
+    victim.segments("run", "--events", str(lake))
+    assert_same_state(full_state(victim), uninterrupted)
+    assert victim.scalar(f"select count(*) from {working_copy}") == 0
 
 
 # ------------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import duckdb
 
-from conftest import OCTOBER_HEAD, copy_warehouse, last_results
+from conftest import NOVEMBER_HEAD, OCTOBER_HEAD, copy_warehouse, last_results
 
 
 def test_a_daily_run_tests_the_loads_not_tested_yet_and_other_runs_every_row(real_warehouse, tmp_path):
@@ -41,3 +41,36 @@ def test_a_daily_run_tests_the_loads_not_tested_yet_and_other_runs_every_row(rea
     assert warehouse.scalar(f"select count(*) from raw.tested_loads where load_id = {load_id}") == 0
     wrong = warehouse.segments("dbt", "--", "test", "--select", rule, check=False, SEGMENTS_DATA_TESTS="some")
     assert wrong.returncode != 0 and "SEGMENTS_DATA_TESTS must be `new` or `all`" in wrong.stdout
+
+
+def test_a_daily_run_probes_the_history_for_duplicates_of_the_new_rows_only(real_warehouse, tmp_path):
+    """The nine-field uniqueness of stg_events has no load column: on a daily run it reads the rows that
+    share a shopper and a time with a row of an untested load (load_scoped_probe_columns). A new row
+    duplicating an old one fails it; duplicates among tested rows pass it (found when they were tested),
+    and fail it when every row is read."""
+    warehouse = copy_warehouse(real_warehouse, tmp_path / "wh")
+    warehouse.segments("load", "--events", str(NOVEMBER_HEAD))  # a new load, not staged nor tested yet
+    new_load = warehouse.scalar("select max(load_id) from raw.event_files")
+    rule = "unique_combination_stg_events_event_time__event_type"
+    copy_of_an_old_row = ("insert into stg_events select * replace ({load} as load_id, -1 as line_number) "
+                          "from stg_events where line_number = (select min(line_number) from stg_events)")
+    with duckdb.connect(str(warehouse.path)) as con:
+        con.execute(copy_of_an_old_row.format(load="load_id"))  # both copies in a tested load
+
+    def daily_test(**env):
+        result = warehouse.segments("dbt", "--", "test", "--select", "stg_events", check=False,
+                                    SEGMENTS_DATA_TESTS="new", **env)
+        [node] = [node for node in last_results(warehouse, "test") if rule in node["unique_id"]]
+        return result, node
+
+    result, node = daily_test()
+    assert node["status"] == "pass", node
+    assert f"new_rows.load_id in ({new_load})" in node["compiled_code"]
+    assert "new_rows.user_id = scoped_rows.user_id" in node["compiled_code"]
+    assert warehouse.segments("dbt", "--", "test", "--select", "stg_events", check=False).returncode == 1
+
+    with duckdb.connect(str(warehouse.path)) as con:
+        con.execute("delete from stg_events where line_number = -1")
+        con.execute(copy_of_an_old_row.format(load=new_load))  # a new row duplicating an old one
+    result, node = daily_test()
+    assert node["status"] == "fail" and result.returncode == 1, node

@@ -35,7 +35,7 @@ from .. import settings
 
 # dbt nodes grouped into the stages the report shows.
 STAGES = {
-    "staging": ("base_event_lines", "stg_events", "stg_events_rejected", "stg_event_loads"),
+    "staging": ("base_event_lines", "base_pending_event_lines", "stg_events", "stg_events_rejected", "stg_event_loads"),
     "sessions": ("int_sessions",),
     "features": ("user_features",),
     "fit": ("segment_model",),
