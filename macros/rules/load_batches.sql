@@ -8,8 +8,9 @@
     The audit model is looked up by name, not with ref(): it depends on the staging models, so
     a ref() here would be a cycle. It is built in the target schema, with every staging model but the
     private ones. `incremental` says whether the caller adds to what it holds (default: is_incremental());
-    when it does not, every loaded file is pending for it. -#}
-{% macro pending_load_ids(audit=none, incremental=none) -%}
+    when it does not, every loaded file is pending for it. `as_list`: when executing, the ids as a list
+    rather than as SQL. -#}
+{% macro pending_load_ids(audit=none, incremental=none, as_list=false) -%}
     {#- When a run or build executes the model: the ids as a literal list. PostgreSQL cannot push a
         semi-join on a subquery into the base_event_lines view, so with the subquery it split and
         checked every landed line once per pending file (measured: 19 min for a 14-file delivery of
@@ -36,11 +37,16 @@
     {%- endset -%}
     {%- if executing -%}
         {%- set load_ids = run_query(pending_query).columns[0].values() | map('int') | list -%}
-        {#- Nothing pending: NULL, which no load_id equals (with the query, PostgreSQL would check every
-            landed line to find none: 27 s of a daily build on the demo). -#}
-        {{ return(load_ids | join(', ') if load_ids else 'null') }}
+        {{ return(load_ids if as_list else literal_id_list(load_ids)) }}
     {%- endif -%}
     {{ return(pending_query) }}
+{%- endmacro %}
+
+
+{#- Load ids as the SQL of an IN list. None: NULL, which no load_id equals (with the query instead,
+    PostgreSQL would check every landed line to find none: 27 s of a daily build on the demo). -#}
+{% macro literal_id_list(ids) -%}
+    {{ return(ids | join(', ') if ids else 'null') }}
 {%- endmacro %}
 
 
@@ -73,7 +79,6 @@
 {% macro pending_event_lines() -%}
     {%- set parsed = ref('base_pending_event_lines') -%}
     {%- set view = ref('base_event_lines') -%}
-    {%- set pending = pending_load_ids() -%}
     {%- set is_unit_test = (parsed | string).startswith('__dbt__cte__') -%}
     {%- set parsed_id = 'model.' ~ project_name ~ '.base_pending_event_lines' -%}
     {%- if execute and not is_unit_test and flags.WHICH in ('run', 'build') -%}
@@ -81,17 +86,16 @@
             and adapter.get_relation(parsed.database, parsed.schema, parsed.identifier) is not none -%}
         {%- set covered = run_query('select distinct load_id from ' ~ parsed).columns[0].values() | map('int') | list
             if built_now else [] -%}
-        {%- set pending_ids = [] if pending == 'null' else pending.split(', ') | map('int') | list -%}
-        {%- set from_table = pending_ids | select('in', covered) | list -%}
-        {%- set from_view = pending_ids | reject('in', covered) | list -%}
+        {%- set pending_ids = pending_load_ids(as_list=true) -%}
         (
             select * from {{ parsed }}
-            where load_id in ({{ from_table | join(', ') if from_table else 'null' }})
+            where load_id in ({{ literal_id_list(pending_ids | select('in', covered) | list) }})
             union all
             select {{ pending_line_columns() }} from {{ view }}
-            where load_id in ({{ from_view | join(', ') if from_view else 'null' }})
+            where load_id in ({{ literal_id_list(pending_ids | reject('in', covered) | list) }})
         )
     {%- else -%}
+        {%- set pending = pending_load_ids() -%}
         {#- Compiling, and dbt unit tests (whose inputs are CTEs): the same, as queries. -#}
         (
             select * from {{ parsed }}

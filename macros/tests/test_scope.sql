@@ -87,7 +87,7 @@
     {%- endset -%}
     {%- if execute -%}
         {%- set load_ids = run_query(untested).columns[0].values() | map('int') | list -%}
-        {{ return(load_ids | join(', ') if load_ids else 'null') }}
+        {{ return(literal_id_list(load_ids)) }}
     {%- endif -%}
     {{ return(untested) }}
 {%- endmacro %}
