@@ -16,9 +16,7 @@
         checked every landed line once per pending file (measured: 19 min for a 14-file delivery of
         240,000 lines; seconds with the list). Compiling (docs, lint, offline Redshift) keeps the query,
         and looks nothing up in the warehouse. -#}
-    {#- (In a dbt unit test the source is a CTE of the test's rows: the query stays.) -#}
-    {%- set is_unit_test = (source('raw', 'event_files') | string).startswith('__dbt__cte__') -%}
-    {%- set executing = execute and flags.WHICH in ('run', 'build') and not is_unit_test -%}
+    {%- set executing = executes_with_literal_lists(source('raw', 'event_files')) -%}
     {%- set audited_files = none -%}
     {%- if (is_incremental() if incremental is none else incremental) -%}
         {#- The audit model itself passes `this` (it exists when incremental): no lookup. -#}
@@ -40,6 +38,15 @@
         {{ return(load_ids if as_list else literal_id_list(load_ids)) }}
     {%- endif -%}
     {{ return(pending_query) }}
+{%- endmacro %}
+
+
+{#- Whether the calling model is executing in a run or build, where its load ids are looked up and
+    written as literal lists; not when compiling (docs, lint, offline Redshift), nor in a dbt unit test,
+    whose inputs (`relation`, one of them) are CTEs of the test's rows: the queries stay. -#}
+{% macro executes_with_literal_lists(relation) -%}
+    {{ return(execute and flags.WHICH in ('run', 'build')
+              and not (relation | string).startswith('__dbt__cte__')) }}
 {%- endmacro %}
 
 
@@ -79,9 +86,8 @@
 {% macro pending_event_lines() -%}
     {%- set parsed = ref('base_pending_event_lines') -%}
     {%- set view = ref('base_event_lines') -%}
-    {%- set is_unit_test = (parsed | string).startswith('__dbt__cte__') -%}
     {%- set parsed_id = 'model.' ~ project_name ~ '.base_pending_event_lines' -%}
-    {%- if execute and not is_unit_test and flags.WHICH in ('run', 'build') -%}
+    {%- if executes_with_literal_lists(parsed) -%}
         {%- set built_now = parsed_id in selected_resources
             and adapter.get_relation(parsed.database, parsed.schema, parsed.identifier) is not none -%}
         {%- set covered = run_query('select distinct load_id from ' ~ parsed).columns[0].values() | map('int') | list

@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 
 from . import settings
-from .operational_errors import OperationalError, check_warehouse_is_free, explain_dbt_failure, explain_operational_error
+from .operational_errors import (OperationalError, check_warehouse_is_free, explain_dbt_failure,
+                                 explain_operational_error)
 
 DEMO_DEFECT_RATE = 0.0003
 # `segments report`: where it writes, and how many scored shoppers its PCA scatter draws.
@@ -62,7 +63,7 @@ def invoke_dbt(args: list[str], reuse_parse: bool = True):
         ensure_private_file(settings.privacy_duckdb_path())
     print("$ dbt " + " ".join(args), flush=True)
     invocation = invoke(args, settings.project_dir(), dbt_env(), reuse_parse=reuse_parse)
-    # A model stopped by the machine (full disk, out of memory): one sentence, as for the loader.
+    # A model stopped by a full disk: one sentence, as for the loader.
     limit = explain_dbt_failure(invocation.result) if invocation.exit_code else None
     if limit:
         raise OperationalError(limit)

@@ -162,7 +162,8 @@ def test_grants_are_off_without_grantees_and_on_duckdb(tmp_path):
 def test_compile_covers_the_models_and_renders_redshift_sql(compiled):
     names = {Path(path).name for path in compiled}
     expected = {
-        "base_event_lines.sql", "base_pending_event_lines.sql", "stg_events.sql", "stg_events_rejected.sql", "stg_event_loads.sql",
+        "base_event_lines.sql", "base_pending_event_lines.sql", "stg_events.sql", "stg_events_rejected.sql",
+        "stg_event_loads.sql",
         "int_sessions.sql", "user_features.sql", "segment_labels.sql", "segment_model_metrics.sql",
         "segment_profiles.sql", "offline_scoring.sql", "assert_segment_shares_sum_to_one.sql",
     }
