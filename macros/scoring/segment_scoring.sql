@@ -218,3 +218,26 @@
         'avg_session_duration_seconds', 'marketing_period_share', 'share_electronics', 'share_computers'
     ]) }}
 {%- endmacro %}
+
+
+{#- The training bin edges of `model` (the `drift` rows of segment_model, written by drift.py): a dict
+    feature -> its upper edges in increasing order. Read when the model runs, so segment_drift counts
+    the shoppers above each edge in one pass over user_features. Empty with no model. -#}
+{% macro drift_bin_edges(model) -%}
+    {%- if model is none -%}
+        {{ return({}) }}
+    {%- endif -%}
+    {%- set edges_query -%}
+        select feature_name, value
+        from {{ segment_model_relation() }}
+        where
+            model_version = {{ model.version }}
+            and param_group = 'drift' and param_name = 'upper_edge' and value is not null
+        order by feature_name, value
+    {%- endset -%}
+    {%- set edges = {} -%}
+    {%- for row in run_query(edges_query).rows -%}
+        {%- do edges.setdefault(row['feature_name'], []).append(row['value']) -%}
+    {%- endfor -%}
+    {{ return(edges) }}
+{%- endmacro %}

@@ -12,8 +12,18 @@
 
 with
 {% if is_incremental() %}
-    -- Sessions that received events from files loaded since the previous run, and sessions that
-    -- lost events to the retention window (the post-hook drops those left with none).
+    -- The events of the files loaded since the previous run.
+    new_events as (
+        select
+            user_id,
+            user_session,
+            event_time
+        from {{ ref('stg_events') }}
+        where load_id > (select coalesce(max(known.last_load_id), 0) from {{ this }} as known)
+    ),
+
+    -- Sessions that received new events, and sessions that lost events to the retention window
+    -- (the post-hook drops those left with none).
     -- (union all + distinct: Redshift has no `union distinct`, and a bare union reads ambiguously)
     touched_sessions as (
         select distinct
@@ -23,8 +33,7 @@ with
             select
                 user_id,
                 user_session
-            from {{ ref('stg_events') }}
-            where load_id > (select coalesce(max(known.last_load_id), 0) from {{ this }} as known)
+            from new_events
             union all
             select
                 user_id,
@@ -32,6 +41,24 @@ with
             from {{ this }}
             where session_start < {{ retention_cutoff() }}
         ) as touched
+    ),
+
+    -- Every event of a touched session is at or after the earliest of: the known start of the
+    -- touched sessions already built, and the new events. Bounding the read of stg_events by that
+    -- time lets a daily run skip the blocks of older files (their events are earlier).
+    earliest_touched_event as (
+        select min(bounds.event_time) as event_time
+        from (
+            select min(new_events.event_time) as event_time
+            from new_events
+            union all
+            select min(known.session_start) as event_time
+            from {{ this }} as known
+            inner join touched_sessions
+                on
+                    known.user_id = touched_sessions.user_id
+                    and known.user_session = touched_sessions.user_session
+        ) as bounds
     ),
 {% endif %}
 
@@ -43,6 +70,7 @@ events as (
             on
                 stg_events.user_id = touched_sessions.user_id
                 and stg_events.user_session = touched_sessions.user_session
+        where stg_events.event_time >= (select earliest_touched_event.event_time from earliest_touched_event)
     {% endif %}
 ),
 

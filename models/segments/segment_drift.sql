@@ -13,6 +13,8 @@
 
 {%- set model = current_segment_model() %}
 {%- set model_version = model.version if model is not none else 0 %}
+{%- set features = model.features if model is not none else [] %}
+{%- set edges = drift_bin_edges(model) %}
 {%- set drifting = var('drift_psi_drifting') | float %}
 {%- set retrain = var('drift_psi_retrain') | float %}
 {#- Shares are floored before the logarithm, so an empty bin counts as a large move, not an infinite one. -#}
@@ -42,51 +44,55 @@ eligible as (
     where events >= {{ model.min_events if model is not none else 0 }}
 ),
 
-feature_values as (
-    {%- if model is not none %}
-        {%- for feature in model.features %}
-            select
-                user_id,
-                cast('{{ feature }}' as {{ dbt.type_string() }}) as feature_name,
-                cast({{ feature }} as {{ type_double() }}) as feature_value
-            from eligible
-            {%- if not loop.last %}
-                union all
-            {%- endif %}
-        {%- endfor %}
-    {%- else %}
-        select
-            user_id,
-            cast(null as {{ dbt.type_string() }}) as feature_name,
-            cast(null as {{ type_double() }}) as feature_value
-        from eligible
-        where 1 = 0
-    {%- endif %}
-),
-
--- Bin 0 holds missing values; bin b >= 1 the values above b - 1 training edges (drift.py).
-current_bins as (
+-- One pass over the eligible shoppers: per model feature, the missing values and the values above
+-- each training edge (edges read with the model, drift_bin_edges). Bin 0 holds missing values; bin
+-- b >= 1 the values above b - 1 edges (drift.py), so its count is the difference of two of these.
+edge_counts as (
     select
-        feature_values.feature_name,
-        case
-            when feature_values.feature_value is null then 0
-            else 1 + sum(case when feature_values.feature_value > edges.upper_edge then 1 else 0 end)
-        end as bin_number
-    from feature_values
-    left join training_bins as edges
-        on
-            feature_values.feature_name = edges.feature_name
-            and edges.upper_edge is not null
-    group by feature_values.user_id, feature_values.feature_name, feature_values.feature_value
+        count(*) as shoppers
+        {%- for feature in features %}
+            {%- set feature_number = loop.index %}
+            , {{ count_where(feature ~ ' is null') }} as missing_{{ feature_number }}
+            {%- for edge in edges.get(feature, []) %}
+                {%- set edge_literal = "cast('" ~ edge ~ "' as " ~ type_double() ~ ")" %}
+                , {{ count_where('cast(' ~ feature ~ ' as ' ~ type_double() ~ ') > ' ~ edge_literal) }}
+                    as above_{{ feature_number }}_{{ loop.index }}
+            {%- endfor %}
+        {%- endfor %}
+    from eligible
 ),
 
 current_shares as (
-    select
-        feature_name,
-        bin_number,
-        count(*) as shoppers
-    from current_bins
-    group by feature_name, bin_number
+    {%- for feature in features %}
+        {%- set feature_number = loop.index %}
+        {%- set edge_count = edges.get(feature, []) | length %}
+        select
+            cast('{{ feature }}' as {{ dbt.type_string() }}) as feature_name,
+            0 as bin_number,
+            missing_{{ feature_number }} as shoppers
+        from edge_counts
+        {%- for bin_number in range(1, edge_count + 2) %}
+            union all
+            select
+                cast('{{ feature }}' as {{ dbt.type_string() }}) as feature_name,
+                {{ bin_number }} as bin_number,
+                {{ 'shoppers - missing_' ~ feature_number if bin_number == 1
+                   else 'above_' ~ feature_number ~ '_' ~ (bin_number - 1) }}
+                - {{ 'above_' ~ feature_number ~ '_' ~ bin_number if bin_number <= edge_count else '0' }}
+                    as shoppers
+            from edge_counts
+        {%- endfor %}
+        {%- if not loop.last %}
+            union all
+        {%- endif %}
+    {%- else %}
+        select
+            cast(null as {{ dbt.type_string() }}) as feature_name,
+            0 as bin_number,
+            shoppers
+        from edge_counts
+        where 1 = 0
+    {%- endfor %}
 ),
 
 totals as (

@@ -72,9 +72,6 @@ def invoke_dbt(args: list[str], reuse_parse: bool = True):
 
 # dbt selector of everything that reads the tables `segments fit` writes (warehouses without Python models).
 FITTED_CONSUMERS = "source:fitted+"
-# The job's builds leave dbt's unit tests out, as dbt advises for production: their inputs are static, so
-# every run would repeat the same result. `make check` and the test suite run them (docs/architecture.md).
-JOB_BUILD = ["build", "--exclude-resource-type", "unit_test"]
 
 
 # Exit code of a run that quarantined at least one event file (the other files are landed and built).
@@ -257,16 +254,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     scope_data_tests(retrain=args.retrain)
     landing = land_files(args)  # quarantined files do not stop the others from being built
     if target == "duckdb":
-        status = run_dbt([*JOB_BUILD, *dbt_args])
+        status = run_dbt([*settings.JOB_BUILD, *dbt_args])
         # Also after a failed test: what the models erased must leave the file's bytes.
         compact_after_erasure()
     else:
         # No dbt Python models here: build up to the features, fit, then score and report in SQL.
-        status = run_dbt([*JOB_BUILD, "--exclude", FITTED_CONSUMERS, *dbt_args])
+        status = run_dbt([*settings.JOB_BUILD, "--exclude", FITTED_CONSUMERS, *dbt_args])
         if status == 0:
             status = fit_outside_dbt(args.retrain, _dbt_vars(dbt_args))
         if status == 0:
-            status = run_dbt([*JOB_BUILD, "--select", FITTED_CONSUMERS, *dbt_args])
+            status = run_dbt([*settings.JOB_BUILD, "--select", FITTED_CONSUMERS, *dbt_args])
     if status == 0:
         status = report_drift(args, target, dbt_args)
     quarantine_status = report_quarantine(landing)  # said whatever dbt did; dbt's failure code comes first
@@ -299,9 +296,10 @@ def report_drift(args: argparse.Namespace, target: str, dbt_args: list[str]) -> 
     print("--retrain-if-drifted: the verdict is `retrain recommended`: fitting a new model version.", flush=True)
     scope_data_tests(retrain=True)
     if target == "duckdb":
-        status = run_dbt([*JOB_BUILD, *_with_vars(dbt_args, {**_dbt_vars(dbt_args), "retrain": True})])
+        status = run_dbt([*settings.JOB_BUILD, *_with_vars(dbt_args, {**_dbt_vars(dbt_args), "retrain": True})])
     else:
-        status = fit_outside_dbt(True, _dbt_vars(dbt_args)) or run_dbt([*JOB_BUILD, "--select", FITTED_CONSUMERS, *dbt_args])
+        status = (fit_outside_dbt(True, _dbt_vars(dbt_args))
+                  or run_dbt([*settings.JOB_BUILD, "--select", FITTED_CONSUMERS, *dbt_args]))
     if status == 0:
         print(drift.verdict_line(drift.newest_run(read_frame)), flush=True)
     return status

@@ -14,6 +14,10 @@ DEFAULT_EVENTS = "data/events/demo"
 # The privacy schema's file sits beside the warehouse: `x.duckdb` -> `x.privacy.duckdb` (the profile says the same).
 PRIVACY_FILE_SUFFIX = ".privacy.duckdb"
 DEFAULT_RAW_SCHEMA = "raw"
+# The main job's dbt build (`segments run`, and the benchmark's): dbt's unit tests are left out, as dbt
+# advises for production: their inputs are static, so every run would repeat the same result.
+# `make check` and the test suite run them (docs/architecture.md).
+JOB_BUILD = ("build", "--exclude-resource-type", "unit_test")
 
 
 def project_dir() -> Path:

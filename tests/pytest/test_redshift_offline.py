@@ -40,6 +40,7 @@ OFFLINE_MACROS = """
 """
 OFFLINE_SHAPE = ("{'version': 3, 'features': ['sessions', 'active_days', 'view_to_cart_rate'], 'components': [1, 2], "
                  "'segments': [1, 2, 3], 'min_events': 8}")
+OFFLINE_EDGES = "{'sessions': [1.0, 2.0], 'active_days': [1.0], 'view_to_cart_rate': [0.05, 0.125]}"
 OFFLINE_SCORING = "{{ segment_scores(" + OFFLINE_SHAPE + ", ref('user_features')) }}"
 # sqlfluff on compiled SQL: parsing as Redshift SQL, plus rules about meaning rather than layout.
 SQLFLUFF_RULES = "ambiguous.distinct,ambiguous.union,ambiguous.join,ambiguous.column_references"
@@ -91,10 +92,11 @@ def compiled(tmp_path_factory) -> dict[str, str]:
         destination.parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if source.is_dir() else shutil.copy)(source, destination)
     (copy / "macros" / "_offline_compile.sql").write_text(OFFLINE_MACROS)
-    # segment_drift reads the fitted model's shape at compile time too: in the copy, a fixed shape.
+    # segment_drift reads the fitted model's shape and drift bins at compile time too: in the copy, fixed ones.
     scoring = copy / "macros" / "scoring" / "segment_scoring.sql"
     scoring.write_text(scoring.read_text().replace(
-        "{% macro current_segment_model() -%}", "{% macro current_segment_model() -%}{{ return(" + OFFLINE_SHAPE + ") }}", 1))
+        "{% macro current_segment_model() -%}", "{% macro current_segment_model() -%}{{ return(" + OFFLINE_SHAPE + ") }}", 1
+    ).replace("{% macro drift_bin_edges(model) -%}", "{% macro drift_bin_edges(model) -%}{{ return(" + OFFLINE_EDGES + ") }}", 1))
     (copy / "analyses").mkdir()
     (copy / "analyses" / "offline_scoring.sql").write_text(OFFLINE_SCORING)
     # user_segments reads the fitted model's shape from the warehouse: its scoring is the analysis.
