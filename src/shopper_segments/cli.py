@@ -230,10 +230,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench.run(args)
 
 
-def scope_data_tests(retrain: bool) -> None:
+def scope_data_tests(retrain: bool, dbt_args: list[str]) -> tuple[str, ...]:
     """Which rows the run's data tests read (macros/tests/test_scope.sql, where a full refresh reads all):
-    on a daily run the loads not tested yet (or what SEGMENTS_DATA_TESTS says), on a retraining run all."""
+    on a daily run the loads not tested yet (or what SEGMENTS_DATA_TESTS says), on a retraining run all.
+    Returns the build that goes with it: a daily one leaves out the tests of whole views."""
     os.environ["SEGMENTS_DATA_TESTS"] = "all" if retrain else os.environ.get("SEGMENTS_DATA_TESTS", "new")
+    daily = os.environ["SEGMENTS_DATA_TESTS"].strip().lower() == "new" and "--full-refresh" not in dbt_args
+    return settings.job_build(daily)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -251,19 +254,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     if rotate and "--full-refresh" not in dbt_args:
         # Every pseudonym changes: every layer is rebuilt under the new key (docs/gdpr.md).
         dbt_args = [*dbt_args, "--full-refresh"]
-    scope_data_tests(retrain=args.retrain)
+    build = scope_data_tests(args.retrain, dbt_args)
     landing = land_files(args)  # quarantined files do not stop the others from being built
     if target == "duckdb":
-        status = run_dbt([*settings.JOB_BUILD, *dbt_args])
+        status = run_dbt([*build, *dbt_args])
         # Also after a failed test: what the models erased must leave the file's bytes.
         compact_after_erasure()
     else:
         # No dbt Python models here: build up to the features, fit, then score and report in SQL.
-        status = run_dbt([*settings.JOB_BUILD, "--exclude", FITTED_CONSUMERS, *dbt_args])
+        status = run_dbt([*build, "--exclude", FITTED_CONSUMERS, *dbt_args])
         if status == 0:
             status = fit_outside_dbt(args.retrain, _dbt_vars(dbt_args))
         if status == 0:
-            status = run_dbt([*settings.JOB_BUILD, "--select", FITTED_CONSUMERS, *dbt_args])
+            status = run_dbt([*build, "--select", FITTED_CONSUMERS, *dbt_args])
     if status == 0:
         status = report_drift(args, target, dbt_args)
     quarantine_status = report_quarantine(landing)  # said whatever dbt did; dbt's failure code comes first
@@ -294,12 +297,12 @@ def report_drift(args: argparse.Namespace, target: str, dbt_args: list[str]) -> 
         print("--retrain-if-drifted: no retraining (the verdict is not `retrain recommended`).", flush=True)
         return 0
     print("--retrain-if-drifted: the verdict is `retrain recommended`: fitting a new model version.", flush=True)
-    scope_data_tests(retrain=True)
+    build = scope_data_tests(True, dbt_args)
     if target == "duckdb":
-        status = run_dbt([*settings.JOB_BUILD, *_with_vars(dbt_args, {**_dbt_vars(dbt_args), "retrain": True})])
+        status = run_dbt([*build, *_with_vars(dbt_args, {**_dbt_vars(dbt_args), "retrain": True})])
     else:
         status = (fit_outside_dbt(True, _dbt_vars(dbt_args))
-                  or run_dbt([*settings.JOB_BUILD, "--select", FITTED_CONSUMERS, *dbt_args]))
+                  or run_dbt([*build, "--select", FITTED_CONSUMERS, *dbt_args]))
     if status == 0:
         print(drift.verdict_line(drift.newest_run(read_frame)), flush=True)
     return status

@@ -18,6 +18,14 @@ DEFAULT_RAW_SCHEMA = "raw"
 # advises for production: their inputs are static, so every run would repeat the same result.
 # `make check` and the test suite run them (docs/architecture.md).
 JOB_BUILD = ("build", "--exclude-resource-type", "unit_test")
+# Data tests that read a whole view whatever a day adds, tagged so in the YAML: a daily run leaves them
+# out (their inputs are tested that day); every other build runs them (docs/data_quality.md).
+FULL_RUNS_ONLY_TAG = "full_runs_only"
+
+
+def job_build(daily: bool) -> tuple[str, ...]:
+    """The main job's dbt build; a daily one leaves out the tests tagged FULL_RUNS_ONLY_TAG."""
+    return (*JOB_BUILD, *(("--exclude", f"tag:{FULL_RUNS_ONLY_TAG}") if daily else ()))
 
 
 def project_dir() -> Path:

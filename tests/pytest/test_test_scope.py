@@ -24,8 +24,13 @@ def test_a_daily_run_tests_the_loads_not_tested_yet_and_other_runs_every_row(rea
     warehouse.segments("run", "--events", str(OCTOBER_HEAD))  # daily: every landed load has passed
     [scoped] = [node for node in last_results(warehouse, "test") if rule in node["unique_id"]]
     assert scoped["status"] == "pass" and "load_id in (null)" in scoped["compiled_code"]
+    # The tests of the whole semantic view (tag full_runs_only) are left to the other builds.
+    assert not [node for node in last_results(warehouse, "test") if "segment_shopper_days" in node["unique_id"]]
     every_row = warehouse.segments("run", "--events", str(OCTOBER_HEAD), check=False, SEGMENTS_DATA_TESTS="all")
     assert every_row.returncode == 1 and rule in every_row.stdout
+    # (selected here, though skipped: the broken stg_events test stops everything downstream)
+    view_tests = [node for node in last_results(warehouse, "test") if "segment_shopper_days" in node["unique_id"]]
+    assert len(view_tests) == 2, view_tests
     direct = warehouse.segments("dbt", "--", "test", "--select", rule, check=False)
     assert direct.returncode == 1
 

@@ -221,7 +221,7 @@ def benchmark(users: int, days: int, start: str, seed: int, cache: Path, workdir
         warehouse.segments("pipeline: dbt build", history_events, "dbt", *settings.JOB_BUILD),
         warehouse.segments("one more day: load", day_events, "load", "--events", str(new_day)),
         # As a daily `segments run` builds it: the data tests read the new loads (docs/data_quality.md).
-        warehouse.segments("one more day: dbt build", day_events, "dbt", *settings.JOB_BUILD,
+        warehouse.segments("one more day: dbt build", day_events, "dbt", *settings.job_build(daily=True),
                            SEGMENTS_DATA_TESTS="new"),
     ]
     by_name = {step.name: step for step in steps}
