@@ -27,15 +27,14 @@
     end
 {%- endset %}
 
+-- The training share of each bin (its edges are read with the model: drift_bin_edges).
 with training_bins as (
     select
         feature_name,
         component as bin_number,
-        max(case when param_name = 'upper_edge' then value end) as upper_edge,
-        max(case when param_name = 'training_share' then value end) as training_share
+        value as training_share
     from {{ segment_model_relation() }}
-    where param_group = 'drift' and model_version = {{ model_version }}
-    group by feature_name, component
+    where param_group = 'drift' and param_name = 'training_share' and model_version = {{ model_version }}
 ),
 
 eligible as (
@@ -96,8 +95,8 @@ current_shares as (
 ),
 
 totals as (
-    select count(*) as shoppers
-    from eligible
+    select shoppers
+    from edge_counts
 ),
 
 bin_shares as (

@@ -218,7 +218,7 @@ def benchmark(users: int, days: int, start: str, seed: int, cache: Path, workdir
     steps += [
         warehouse.segments("pipeline: load", history_events, "load", "--events", str(lake)),
         # The main job's build (`segments run`): every model and data test, dbt's unit tests left out.
-        warehouse.segments("pipeline: dbt build", history_events, "dbt", *settings.JOB_BUILD),
+        warehouse.segments("pipeline: dbt build", history_events, "dbt", *settings.job_build(daily=False)),
         warehouse.segments("one more day: load", day_events, "load", "--events", str(new_day)),
         # As a daily `segments run` builds it: the data tests read the new loads (docs/data_quality.md).
         warehouse.segments("one more day: dbt build", day_events, "dbt", *settings.job_build(daily=True),
