@@ -331,7 +331,7 @@
     {%- if relation is not none and relation.is_table %}
     delete from {{ lines }} where load_id in ({{ expired }});
     {%- if erasure_requests_exist() %}
-    delete from {{ lines }} where {{ is_line_of_erased_shopper('line') }};
+    delete from {{ lines }} where {{ is_line_of_erased_shopper(landed_line()) }};
     {%- endif %}
     {%- endif %}
 {%- endmacro %}

@@ -274,18 +274,40 @@
     {{ return(adapter.dispatch('split_and_check_lines', 'shopper_segments')(lines)) }}
 {%- endmacro %}
 
-{#- The fields and their count, as a select list over the column `line`. -#}
-{% macro line_fields(line) -%}
-    {{ field_count(line) }} as field_count,
-    {{ raw_field(line, 1) }} as event_time_text,
-    {{ raw_field(line, 2) }} as event_type,
-    {{ raw_field(line, 3) }} as product_id_text,
-    {{ raw_field(line, 4) }} as category_id_text,
-    {{ raw_field(line, 5) }} as category_code_text,
-    {{ raw_field(line, 6) }} as brand_text,
-    {{ raw_field(line, 7) }} as price_text,
-    {{ raw_field(line, 8) }} as user_id_text,
-    {{ raw_field(line, 9) }} as user_session
+{#- The columns of raw.event_lines that hold a landed line's nine fields, in field order. The loader
+    stores a line split into them when it splits plainly (no double quote, nine comma-separated
+    fields), and NULL in `line`; any other line keeps its text in `line` and NULL fields
+    (shopper_segments/ingest/files.py, LANDED_FIELD_COLUMNS: the same names). -#}
+{% macro landed_field_columns() -%}
+    {{ return(['event_time_text', 'event_type_text', 'product_id_text', 'category_id_text', 'category_code_text',
+               'brand_text', 'price_text', 'user_id_text', 'user_session_text']) }}
+{%- endmacro %}
+
+
+{#- A landed line as delivered, from the columns of raw.event_lines (of `relation`, or unqualified):
+    its text, or its fields joined by commas. -#}
+{% macro landed_line(relation=none) -%}
+    {%- set prefix = relation ~ '.' if relation else '' -%}
+    coalesce({{ prefix }}line, {% for column in landed_field_columns() -%}
+        {{ prefix }}{{ column }}{{ " || ',' || " if not loop.last }}
+    {%- endfor %})
+{%- endmacro %}
+
+
+{#- The fields and their count, as a select list over the `lines` CTE of base_event_lines: the landed
+    fields of a line the loader split, otherwise the fields of its text (`unsplit_line`), split
+    quote-aware here. Each field is named as in base_event_lines. -#}
+{% macro line_fields(lines) -%}
+    {%- set names = ['event_time_text', 'event_type', 'product_id_text', 'category_id_text', 'category_code_text',
+                     'brand_text', 'price_text', 'user_id_text', 'user_session'] -%}
+    {%- set text = lines ~ '.unsplit_line' -%}
+    case when {{ text }} is null then 9 else {{ field_count(text) }} end as field_count,
+    {%- for column in landed_field_columns() %}
+    case
+        when {{ text }} is null then {{ lines }}.landed_{{ column }}
+        else {{ raw_field(text, loop.index) }}
+    end as {{ names[loop.index0] }}{{ ',' if not loop.last }}
+    {%- endfor %}
 {%- endmacro %}
 
 {#- DuckDB (and Redshift) share identical expressions within a query. -#}
@@ -297,7 +319,7 @@
             source_file,
             loaded_at,
             line,
-            {{ line_fields('line') }}
+            {{ line_fields(lines) }}
         from {{ lines }}
     )
 
@@ -323,7 +345,7 @@
         checked.reject_reason
     from {{ lines }}
     cross join lateral (
-        select {{ line_fields(lines ~ '.line') }}
+        select {{ line_fields(lines) }}
         offset 0
     ) as fields
     cross join lateral (

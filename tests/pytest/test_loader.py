@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from shopper_segments.ingest.files import EXPECTED_HEADER
+from shopper_segments.ingest.files import EXPECTED_HEADER, LANDED_FIELD_COLUMNS, LANDED_LINE
 from shopper_segments.ingest.loader import load_event_files
 from shopper_segments.ingest.warehouses import DuckDBWarehouse
 from conftest import NOVEMBER_HEAD, OCTOBER_HEAD
@@ -35,9 +35,17 @@ def quiet(*_):
 def test_lines_land_untouched_with_their_numbers(warehouse, tmp_path):
     load_event_files(warehouse, OCTOBER_HEAD, log=quiet)
     lines = OCTOBER_HEAD.read_text(encoding="utf-8").split("\n")
-    rows = warehouse.con.execute("select line_number, line from raw.event_lines order by line_number").fetchall()
+    rows = warehouse.con.execute(f"select line_number, {LANDED_LINE} from raw.event_lines order by line_number").fetchall()
     assert [n for n, _ in rows] == list(range(2, len(lines) + 1))  # line 1 is the header, not stored
     assert [text for _, text in rows] == lines[1:]
+    # Plain lines (no quote, nine fields) are stored as their fields, the others (here the truncated
+    # last line) as their text.
+    landed = warehouse.con.execute(
+        f"select line, [{', '.join(LANDED_FIELD_COLUMNS)}] from raw.event_lines order by line_number").fetchall()
+    for (text, fields), line in zip(landed, lines[1:]):
+        plain = '"' not in line and line.count(",") == 8
+        assert (text, fields) == ((None, line.split(",")) if plain else (line, [None] * 9))
+    assert sum(text is not None for text, _ in landed) == 1
     info = warehouse.con.execute("select file_name, has_header, line_count, status from raw.event_files").fetchall()
     assert info == [("2019-Oct-head.csv", True, len(lines) - 1, "loaded")]
 
@@ -50,7 +58,7 @@ def test_headerless_gzip_and_crlf_files_land_the_same_lines(warehouse, tmp_path)
     result = load_event_files(warehouse, tmp_path / "lake", log=quiet)
     assert [name for name, _ in result.loaded] == ["a.csv.gz", "b.csv"]
     by_file = warehouse.con.execute(
-        "select f.file_name, list(l.line order by l.line_number) from raw.event_lines l "
+        f"select f.file_name, list({LANDED_LINE} order by l.line_number) from raw.event_lines l "
         "join raw.event_files f using (load_id) group by 1 order by 1"
     ).fetchall()
     assert by_file[0][1] == by_file[1][1] == text.split("\n")
@@ -60,7 +68,7 @@ def test_blank_lines_are_kept_as_lines(warehouse, tmp_path):
     path = tmp_path / "gaps.csv"
     path.write_text(EXPECTED_HEADER + "\n" + GOOD_LINE + "\n\n" + GOOD_LINE + "\n\n")
     load_event_files(warehouse, path, log=quiet)
-    rows = warehouse.con.execute("select line_number, line from raw.event_lines order by line_number").fetchall()
+    rows = warehouse.con.execute(f"select line_number, {LANDED_LINE} from raw.event_lines order by line_number").fetchall()
     assert rows == [(2, GOOD_LINE), (3, ""), (4, GOOD_LINE), (5, "")]
 
 
@@ -190,7 +198,7 @@ def test_file_names_are_literal_never_glob_patterns(warehouse, tmp_path):
     result = load_event_files(warehouse, lake, log=quiet)
     assert sorted(n for n, _ in result.loaded) == sorted(contents)
     landed = dict(warehouse.con.execute(
-        "select f.file_name, split_part(l.line, ',', 8) from raw.event_lines l join raw.event_files f using (load_id)"
+        "select f.file_name, user_id_text from raw.event_lines l join raw.event_files f using (load_id)"
     ).fetchall())
     assert landed == {name: str(user) for name, user in contents.items()}
 
@@ -199,7 +207,7 @@ def test_file_names_are_literal_never_glob_patterns(warehouse, tmp_path):
     try:
         single = load_event_files(other, lake / "q?.csv", log=quiet)
         assert single.loaded == [("q?.csv", 1)]
-        assert other.con.execute("select line from raw.event_lines").fetchall()[0][0].split(",")[7] == "4"
+        assert other.con.execute("select user_id_text from raw.event_lines").fetchall()[0][0] == "4"
         # Only a location that does not exist is a glob.
         globbed = load_event_files(other, lake / "ev*.csv", log=quiet)
         assert sorted(n for n, _ in globbed.loaded) == ["ev1.csv", "ev[1].csv"]
@@ -240,9 +248,40 @@ def test_mixed_line_ends_and_a_quoted_header_are_accepted_and_lines_stay_as_deli
     load_event_files(warehouse, mixed, log=quiet)
     load_event_files(warehouse, quoted, log=quiet)
     by_file = dict(warehouse.con.execute(
-        "select f.file_name, list(l.line order by l.line_number) from raw.event_lines l "
+        f"select f.file_name, list({LANDED_LINE} order by l.line_number) from raw.event_lines l "
         "join raw.event_files f using (load_id) group by 1"
     ).fetchall())
     assert by_file["mixed.csv.gz"] == lines[1:]
     assert by_file["quoted.csv"] == quoted_lines[1:]  # untouched: quotes kept for staging to split
     assert warehouse.con.execute("select bool_and(has_header) from raw.event_files").fetchall()[0][0]
+
+
+def test_a_warehouse_landed_before_lines_were_split_takes_new_files_split(tmp_path):
+    """The landing table of an older warehouse (lines as text only) gets the field columns; its lines stay."""
+    import duckdb
+
+    path = tmp_path / "old.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("create schema raw")
+        con.execute("create table raw.event_lines (load_id integer not null, line_number bigint not null, "
+                    "line varchar not null)")
+        con.execute("insert into raw.event_lines values (1, 1, ?)", [GOOD_LINE])
+        con.execute("create table raw.event_files (load_id integer primary key, file_name varchar not null, "
+                    "content_sha256 varchar not null, file_bytes bigint not null, has_header boolean, "
+                    "line_count bigint not null, status varchar not null, duplicate_of_load_id integer, "
+                    "loaded_at timestamp not null)")
+        con.execute("insert into raw.event_files values (1, 'old.csv', 'x', 1, false, 1, 'loaded', null, now())")
+    old = DuckDBWarehouse(path)
+    try:
+        load_event_files(old, _file(tmp_path, "new.csv", GOOD_LINE.replace("view", "cart")), log=quiet)
+        rows = old.con.execute(f"select load_id, line, user_id_text, {LANDED_LINE} from raw.event_lines "
+                               "order by load_id").fetchall()
+        assert rows == [(1, GOOD_LINE, None, GOOD_LINE), (2, None, "541312140", GOOD_LINE.replace("view", "cart"))]
+    finally:
+        old.close()
+
+
+def _file(folder, name: str, line: str):
+    path = folder / name
+    path.write_text(line + "\n")
+    return path

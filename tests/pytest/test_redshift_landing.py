@@ -22,6 +22,7 @@ import sqlfluff
 import pg_support
 from conftest import NOVEMBER_HEAD, OCTOBER_HEAD, PROJECT, Warehouse
 from shopper_segments import settings
+from shopper_segments.ingest.files import LANDED_COLUMNS, LANDED_LINE
 from shopper_segments.ingest.loader import load_event_files
 from shopper_segments.ingest.redshift_landing import (
     STAGING_FOLDER,
@@ -130,7 +131,7 @@ FILE_COLUMNS = "load_id, file_name, content_sha256, file_bytes, has_header, line
 
 def raw_tables(query) -> tuple[list, list]:
     files = [tuple(row) for row in query(f"select {FILE_COLUMNS}, reason from raw.event_files order by load_id")]
-    lines = [tuple(row) for row in query("select load_id, line_number, line from raw.event_lines "
+    lines = [tuple(row) for row in query(f"select {', '.join(LANDED_COLUMNS)} from raw.event_lines "
                                          "order by load_id, line_number")]
     return files, lines
 
@@ -139,8 +140,9 @@ def test_s3_landing_follows_the_loaders_rules_and_sends_only_redshift_sql(s3, po
     """State after state, the Redshift landing (run on PostgreSQL) stores what the DuckDB loader stores."""
     october = OCTOBER_HEAD.read_text().splitlines()[:300]
     # A header file with lines COPY must keep as they are: backslashes, quotes, tabs, a NULL-looking
-    # line, a blank line; a header-less CRLF gzip file; a text file and a sub-folder that are not read.
-    tricky = ["\\N", "", 'a "quoted",\\field\twith tab', "\\\\", *october[1:5]]
+    # line, a blank line, a line of nine fields holding them (landed split); a header-less CRLF gzip file;
+    # a text file and a sub-folder that are not read.
+    tricky = ["\\N", "", 'a "quoted",\\field\twith tab', "\\\\", "a\\b,\tc,,\\N,,,,,", *october[1:5]]
     files = {
         "2019-10-01.csv": "\n".join([*october, *tricky]).encode() + b"\n",
         "2019-11-01.csv.gz": gzip.compress(NOVEMBER_HEAD.read_text().replace("\n", "\r\n").encode()),
@@ -172,7 +174,7 @@ def test_s3_landing_follows_the_loaders_rules_and_sends_only_redshift_sql(s3, po
     first = land_both()
     assert [name for name, _ in first.loaded] == ["2019-10-01.csv", "2019-11-01.csv.gz"]
     assert dict(first.not_event_files).keys() == {"notes.txt", "archive/"}
-    stored = server.query(database, "select line from raw.event_lines where load_id = 1 order by line_number")
+    stored = server.query(database, f"select {LANDED_LINE} from raw.event_lines where load_id = 1 order by line_number")
     assert [line for (line,) in stored][-len(tricky):] == tricky
 
     assert land_both().skipped == ["2019-10-01.csv", "2019-11-01.csv.gz"]  # idempotent

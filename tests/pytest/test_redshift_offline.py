@@ -183,6 +183,8 @@ def test_compiled_sql_is_redshift_sql_for_sqlfluff(compiled, tmp_path):
     for path, text in compiled.items():
         (tmp_path / "sql" / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "sql" / path).write_text(text)
+    # Lint every file whatever its size (sqlfluff skips files over 20,000 bytes by default).
+    (tmp_path / ".sqlfluff").write_text("[sqlfluff]\nlarge_file_skip_byte_limit = 0\n")
     sqlfluff = str(Path(sys.executable).with_name("sqlfluff"))
     result = subprocess.run(
         [sqlfluff, "lint", "sql", "--dialect", "redshift", "--templater", "raw", "--rules", SQLFLUFF_RULES,

@@ -49,6 +49,15 @@ _OTHER_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
 _LOOKS_LIKE_EVENT = re.compile(r'^"?\d{4}-\d{2}-\d{2}')
 # Lines are read whole: this byte never occurs in REES46 text, so DuckDB does not split them.
 _LINE_DELIMITER = "\x1f"
+# A landed line is stored split into its nine fields when it splits plainly: no double quote and
+# exactly nine comma-separated fields, as nearly every REES46 line. Any other line (blank, quoted,
+# another number of fields) keeps its text in `line`, which staging splits quote-aware and checks.
+# The line as delivered is `line`, or else the fields joined by commas (dbt: landed_line). So the
+# file's text is split once, when it is landed, and staging only checks the fields.
+LANDED_FIELD_COLUMNS = tuple(f"{column}_text" for column in EXPECTED_COLUMNS)
+LANDED_COLUMNS = ("load_id", "line_number", "line", *LANDED_FIELD_COLUMNS)
+# The line as delivered, from a landed row (the same expression as the dbt macro landed_line).
+LANDED_LINE = "coalesce(line, " + " || ',' || ".join(LANDED_FIELD_COLUMNS) + ")"
 
 
 class EventFileError(Exception):
@@ -171,6 +180,25 @@ def _read_lines_sql(path: Path, load_id: int, gzipped: bool) -> str:
             header = false, auto_detect = false, strict_mode = true,
             compression = '{'gzip' if gzipped else 'none'}'
         )
+    """
+
+
+def landed_columns_sql(line: str, field: Callable[[int], str]) -> str:
+    """The select list of LANDED_COLUMNS after load_id and line_number, from a line of text: NULL and
+    its nine fields when the line splits plainly, the line and NULL fields otherwise. `field(i)` is
+    the SQL of the line's i-th comma-separated field (1-based) in the engine that runs it."""
+    plain = f"(position('\"' in {line}) = 0 and length({line}) - length(replace({line}, ',', '')) = 8)"
+    columns = [f"case when {plain} then null else {line} end as line"]
+    columns += [f"case when {plain} then {field(position)} end as {name}"
+                for position, name in enumerate(LANDED_FIELD_COLUMNS, start=1)]
+    return ",\n".join(columns)
+
+
+def landed_rows_sql(table: str) -> str:
+    """The rows of LANDED_COLUMNS for the checked lines of a DuckDB `table` (load_id, line_number, line)."""
+    return f"""
+        select load_id, line_number, {landed_columns_sql('line', lambda position: f'parts[{position}]')}
+        from (select load_id, line_number, line, string_split(line, ',') as parts from {table})
     """
 
 

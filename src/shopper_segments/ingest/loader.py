@@ -1,11 +1,12 @@
 """Land raw REES46 event files in the warehouse, one file at a time, exactly once.
 
-This is the project's `COPY`: every line of every file goes, untouched, into
-`raw.event_lines` (load id, line number, text), and every file gets a row in
-`raw.event_files` (name, content hash, size, header, status). Parsing and cleaning are
-dbt's job (`models/staging`); the loader only refuses files that are broken as a whole
-(empty, not gzip, truncated, not UTF-8, another dataset's header, no line with the nine
-fields). Row-level problems never stop a load: they become rejected rows in dbt.
+This is the project's `COPY`: every line of every file goes into `raw.event_lines` (load id,
+line number, and the line split once into its nine fields, or its text when it does not split
+plainly: `files.landed_columns_sql`), and every file gets a row in `raw.event_files` (name,
+content hash, size, header, status). Checking and cleaning are dbt's job (`models/staging`); the
+loader only refuses files that are broken as a whole (empty, not gzip, truncated, not UTF-8,
+another dataset's header, no line with the nine fields). Row-level problems never stop a load:
+they become rejected rows in dbt.
 
 Rules, each one documented in docs/data_quality.md:
 - A file is identified by its name (its path relative to the folder being loaded).

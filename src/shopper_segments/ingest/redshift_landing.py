@@ -11,8 +11,9 @@ each file is landed in one transaction, so nothing is ever half-landed. Per new 
    `COPY` keeps no line order, and uploaded next to the lake (`SEGMENTS_S3_STAGING_PREFIX`, by default
    `_segments_staging/` under the events prefix, which discovery never reads);
 3. one transaction: a temporary stage table, `COPY` of the numbered object with the IAM role of
-   `SEGMENTS_REDSHIFT_COPY_ROLE`, a check that every line arrived once, the lines and the file's row
-   into `raw.event_lines` / `raw.event_files`; then the numbered object is deleted.
+   `SEGMENTS_REDSHIFT_COPY_ROLE`, a check that every line arrived once, the lines (split into their
+   fields as every backend lands them: `files.landed_columns_sql`) and the file's row into
+   `raw.event_lines` / `raw.event_files`; then the numbered object is deleted.
 
 Every statement comes from `LandingStatements`. What runs here: the whole path on the PostgreSQL
 server of the tests with the S3 `COPY` replaced by a local `COPY FROM STDIN` of the same numbered
@@ -34,6 +35,7 @@ from pathlib import Path, PurePosixPath
 
 from .connections import quote
 from .files import (
+    LANDED_COLUMNS,
     Discovery,
     EventFile,
     EventFileError,
@@ -41,6 +43,7 @@ from .files import (
     _sql_string,
     checked_lines,
     discover_event_files,
+    landed_columns_sql,
     why_not_an_event_file_name,
 )
 from .warehouses import REDSHIFT_MAX_VARCHAR, PostgresWarehouse, _now
@@ -182,8 +185,11 @@ class LandingStatements:
         return f"select count(*), count(distinct line_number), min(line_number), max(line_number) from {self.stage}"
 
     def insert_lines(self, load_id: int) -> str:
-        return (f"insert into {self.schema}.event_lines (load_id, line_number, line) "
-                f"select {int(load_id)}, line_number, coalesce(line, '') from {self.stage}")
+        """The staged lines into the landing table, split as every backend lands them (files.landed_columns_sql)."""
+        columns = landed_columns_sql("line", lambda position: f"split_part(line, ',', {position})")
+        return (f"insert into {self.schema}.event_lines ({', '.join(LANDED_COLUMNS)}) "
+                f"select {int(load_id)}, line_number, {columns} "
+                f"from (select line_number, coalesce(line, '') as line from {self.stage}) as staged")
 
     def drop_stage(self) -> str:
         return f"drop table {self.stage}"

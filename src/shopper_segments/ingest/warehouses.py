@@ -2,9 +2,9 @@
 (`DuckDBWarehouse`) and PostgreSQL (`PostgresWarehouse`); Redshift's is in `redshift_landing`.
 
 Each one creates `raw.event_files` and `raw.event_lines`, records a file's status and stores its
-checked lines in one transaction; the rules of what to land are `loader`'s. All read and check a
-file the same way, with DuckDB (`files.read_event_file`); PostgreSQL then receives the checked
-lines by `COPY ... FROM STDIN`.
+checked lines, split as `files.landed_columns_sql` says, in one transaction; the rules of what to
+land are `loader`'s. All read and check a file the same way, with DuckDB (`files.read_event_file`);
+PostgreSQL then receives the split lines by `COPY ... FROM STDIN`.
 """
 
 from __future__ import annotations
@@ -17,12 +17,15 @@ import duckdb
 
 from .. import settings
 from .files import (
+    LANDED_COLUMNS,
+    LANDED_FIELD_COLUMNS,
     Discovery,
     EventFile,
     EventFileError,
     MixedLineEnds,
     checked_lines,
     discover_event_files,
+    landed_rows_sql,
     read_event_file,
 )
 
@@ -36,6 +39,8 @@ def _raw_tables_ddl(schema: str, flavour: str = "duckdb") -> list[str]:
 
     def text(width: int) -> str:
         return f"varchar({width})" if flavour == "redshift" else "varchar"
+
+    fields = ",\n            ".join(f"{name} {text(REDSHIFT_MAX_VARCHAR)}" for name in LANDED_FIELD_COLUMNS)
 
     statements = [
         f"create schema if not exists {schema}",
@@ -56,13 +61,18 @@ def _raw_tables_ddl(schema: str, flavour: str = "duckdb") -> list[str]:
         create table if not exists {schema}.event_lines (
             load_id integer not null,
             line_number bigint not null,
-            line {text(REDSHIFT_MAX_VARCHAR)} not null
+            line {text(REDSHIFT_MAX_VARCHAR)},
+            {fields}
         )""",
     ]
     if flavour != "redshift":
-        # Warehouses landed before quarantine existed get the column (Redshift's landing is newer than that,
-        # and has no `add column if not exists`).
+        # Warehouses landed before quarantine existed get the column, and those landed before lines were
+        # split at landing get the field columns (their lines keep their text, which staging splits).
+        # Redshift's landing is newer than both, and has no `add column if not exists`.
         statements.insert(2, f"alter table {schema}.event_files add column if not exists reason varchar")
+        statements += [f"alter table {schema}.event_lines add column if not exists {name} varchar"
+                       for name in LANDED_FIELD_COLUMNS]
+        statements.append(f"alter table {schema}.event_lines alter column line drop not null")
     return statements
 
 
@@ -144,11 +154,17 @@ _FILE_COLUMNS = ("load_id, file_name, content_sha256, file_bytes, has_header, li
 class DuckDBWarehouse(RawWarehouse):
     """The raw landing tables inside the project's DuckDB file."""
 
+    # A file's lines are read and checked here (a temporary table, in memory or the DuckDB temp folder),
+    # then stored split into the landing table.
+    _CHECKED_LINES = "segments_checked_lines"
+
     def __init__(self, path: Path, schema: str = "raw"):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.con = duckdb.connect(str(path), config={"memory_limit": settings.duckdb_memory_limit()})
         self.schema = schema
         self.ensure_raw_tables()
+        self.con.execute(f"create temporary table if not exists {self._CHECKED_LINES} "
+                         "(load_id integer, line_number bigint, line varchar)")
 
     def close(self) -> None:
         self.con.close()
@@ -168,8 +184,10 @@ class DuckDBWarehouse(RawWarehouse):
         for lf_copy in (False, True):
             self.con.execute("begin transaction")
             try:
-                has_header, line_count = read_event_file(self.con, f"{self.schema}.event_lines", file, load_id,
-                                                         lf_copy)
+                has_header, line_count = read_event_file(self.con, self._CHECKED_LINES, file, load_id, lf_copy)
+                self.con.execute(f"insert into {self.schema}.event_lines ({', '.join(LANDED_COLUMNS)}) "
+                                 f"{landed_rows_sql(self._CHECKED_LINES)}")
+                self.con.execute(f"delete from {self._CHECKED_LINES}")
                 self.con.execute(self._file_row_sql(), [load_id, file.name, sha, size, has_header, line_count,
                                                         _now()])
                 self.con.execute("commit")
@@ -245,22 +263,20 @@ class PostgresWarehouse(RawWarehouse):
     def load_file(self, file: EventFile, sha: str, size: int) -> int:
         load_id = self.next_load_id()
         with checked_lines(file, load_id) as (reader, has_header, line_count):
-            # COPY text format: tab-separated, backslash escapes; built by DuckDB, not row by row in Python.
+            # COPY text format: tab-separated, backslash escapes, \N for NULL; built by DuckDB, not row by row
+            # in Python, from the rows DuckDB lands (files.landed_rows_sql).
+            text_columns = " || chr(9) || ".join(_copy_text(name) for name in LANDED_COLUMNS[2:])
             rows = reader.execute(
-                r"""
-                select
-                    load_id || chr(9) || line_number || chr(9)
-                    || replace(replace(replace(replace(line, '\', '\\'), chr(9), '\t'), chr(10), '\n'),
-                               chr(13), '\r')
-                    || chr(10)
-                from lines
+                f"""
+                select load_id || chr(9) || line_number || chr(9) || {text_columns} || chr(10)
+                from ({landed_rows_sql('lines')})
                 order by line_number
                 """
             )
             try:
                 with self.con.cursor() as cur:
                     cur.copy_expert(
-                        f"copy {self.schema}.event_lines (load_id, line_number, line) from stdin",
+                        f"copy {self.schema}.event_lines ({', '.join(LANDED_COLUMNS)}) from stdin",
                         _CopyStream(rows),
                         size=1 << 20,
                     )
@@ -275,6 +291,13 @@ class PostgresWarehouse(RawWarehouse):
                     raise EventFileError(file.name, f"cannot be stored in PostgreSQL ({error})") from None
                 raise
         return line_count
+
+
+def _copy_text(column: str) -> str:
+    """A text column in PostgreSQL's COPY text format (DuckDB SQL): backslash escapes, \\N for NULL."""
+    escaped = (rf"replace(replace(replace(replace({column}, '\', '\\'), chr(9), '\t'), chr(10), '\n'), "
+               rf"chr(13), '\r')")
+    return rf"coalesce({escaped}, '\N')"
 
 
 def _now() -> datetime:
