@@ -294,6 +294,16 @@
 {%- endmacro %}
 
 
+{#- A landed line as the loader stored it, as a select list for the `lines` CTE of base_event_lines:
+    the text of a line it did not split (`unsplit_line`), or its nine fields (`landed_<column>`). -#}
+{% macro landed_parts(relation) -%}
+    {{ relation }}.line as unsplit_line,
+    {%- for column in landed_field_columns() %}
+    {{ relation }}.{{ column }} as landed_{{ column }}{{ ',' if not loop.last }}
+    {%- endfor %}
+{%- endmacro %}
+
+
 {#- The fields and their count, as a select list over the `lines` CTE of base_event_lines: the landed
     fields of a line the loader split, otherwise the fields of its text (`unsplit_line`), split
     quote-aware here. Each field is named as in base_event_lines. -#}

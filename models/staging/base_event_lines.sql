@@ -14,11 +14,7 @@ with lines as (
         event_files.file_name as source_file,
         event_files.loaded_at,
         {{ landed_line('event_lines') }} as line,
-        -- As landed: the text of a line the loader did not split, or its nine fields.
-        event_lines.line as unsplit_line,
-        {%- for column in landed_field_columns() %}
-        event_lines.{{ column }} as landed_{{ column }}{{ ',' if not loop.last }}
-        {%- endfor %}
+        {{ landed_parts('event_lines') }}
     from {{ source('raw', 'event_lines') }} as event_lines
     inner join {{ source('raw', 'event_files') }} as event_files
         on event_lines.load_id = event_files.load_id
