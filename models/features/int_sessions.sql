@@ -62,7 +62,7 @@ with
     ),
 {% endif %}
 
-events as (
+events as {{ cte_inlined() }} (
     select stg_events.*
     from {{ ref('stg_events') }} as stg_events
     {% if is_incremental() %}

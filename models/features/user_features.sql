@@ -40,7 +40,7 @@ sessions as (
     {% endif %}
 ),
 
-events as (
+events as {{ cte_inlined() }} (
     select stg_events.*
     from {{ ref('stg_events') }} as stg_events
     {% if is_incremental() %}
