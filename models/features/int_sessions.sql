@@ -62,7 +62,9 @@ with
     ),
 {% endif %}
 
-events as {{ cte_inlined() }} (
+-- Inlined on full builds only (cte_inlined): a daily run's events are few, and stored once they
+-- cost less than reading the history twice.
+events as {{ cte_inlined() if not is_incremental() else '' }} (
     select stg_events.*
     from {{ ref('stg_events') }} as stg_events
     {% if is_incremental() %}
