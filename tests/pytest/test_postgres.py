@@ -139,8 +139,12 @@ def assert_same_table(duck: pd.DataFrame, pg: pd.DataFrame, table: str, float_to
         elif pd.api.types.is_datetime64_any_dtype(left):
             assert (pd.to_datetime(right) == left).all(), where
         else:
-            assert right.astype(object).where(right.notna(), None).tolist() == \
-                left.astype(object).where(left.notna(), None).tolist(), where
+            assert with_none(right).tolist() == with_none(left).tolist(), where
+
+
+def with_none(values):
+    """A Series or DataFrame as Python objects with every missing value as None (NaN, NA and NaT alike)."""
+    return values.astype(object).where(values.notna(), None)
 
 
 @pytest.mark.parametrize("pair", [("real_warehouse", "pg_real"), ("demo_warehouse", "pg_demo")])
@@ -225,8 +229,7 @@ def test_postgres_lands_the_same_lines_as_duckdb(real_warehouse, pg_real):
     # The same rows, split the same way (the line's text, or its nine fields).
     landed = f"select {', '.join(LANDED_COLUMNS)} from raw.event_lines order by line_number"
     expected, actual = real_warehouse.df(landed), pg_real.df(landed)
-    assert actual.astype(object).where(actual.notna(), None).values.tolist() == \
-        expected.astype(object).where(expected.notna(), None).values.tolist()
+    assert with_none(actual).values.tolist() == with_none(expected).values.tolist()
     assert actual.line.isna().mean() > 0.99  # nearly every line is landed split
     files = "select load_id, file_name, content_sha256, file_bytes, has_header, line_count, status from raw.event_files"
     assert pg_real.df(files).to_dict("records") == real_warehouse.df(files).to_dict("records")
