@@ -64,12 +64,13 @@ def test_k_selection_records_the_choice_of_the_model(demo_warehouse):
     assert list(scan.k) == list(range(2, 13))
     row = chosen.iloc[0]
     assert row.is_stable and row.reason.startswith("k=6")
-    # The rule, checked on the table: among the stable k whose silhouette is within 0.02 of the best,
-    # those within 0.02 of the highest stability, then the best silhouette.
+    # The rule, checked on the table: among the stable k whose silhouette excess over the null is
+    # within 0.02 of the largest, those within 0.02 of the highest stability, then the largest excess.
+    assert np.allclose(scan.silhouette_excess, scan.silhouette - scan.null_silhouette)
     stable = scan[scan.is_stable]
-    tied = stable[stable.silhouette >= stable.silhouette.max() - 0.02]
+    tied = stable[stable.silhouette_excess >= stable.silhouette_excess.max() - 0.02]
     steady = tied[tied.stability_ari >= tied.stability_ari.max() - 0.02]
-    assert row.silhouette == steady.silhouette.max()
+    assert row.silhouette_excess == steady.silhouette_excess.max()
     assert scan.sample_users.iloc[0] == min(5000, demo_warehouse.scalar(
         "select metric_value from segment_model_metrics where metric_name = 'training_users'"))
 

@@ -74,7 +74,7 @@ def first() -> tuple[pd.DataFrame, training.FittedModel, pd.DataFrame]:
 def test_k_scan_finds_the_planted_groups_and_names_them(first):
     frame, model, _ = first
     assert model.n_segments == 4
-    assert "best silhouette" in model.k_choice.reason
+    assert "largest silhouette excess" in model.k_choice.reason
     segments = model.predict(frame)
     assert pd.crosstab(frame["planted"], segments).max(axis=1).sum() / len(frame) > 0.98
     majority = pd.crosstab(frame["planted"], segments).idxmax(axis=1)
@@ -147,14 +147,17 @@ def test_assigned_ids_are_unique_keep_matches_and_are_fresh_otherwise(sizes, mat
 
 
 def scan(rows):
-    frame = pd.DataFrame(rows, columns=["k", "silhouette", "stability_ari"])
+    """A scan table from (k, silhouette excess over the null, stability) rows."""
+    frame = pd.DataFrame(rows, columns=["k", "silhouette_excess", "stability_ari"])
+    frame["null_silhouette"] = 0.1
+    frame["silhouette"] = frame["silhouette_excess"] + frame["null_silhouette"]
     for column in ("inertia", "davies_bouldin", "calinski_harabasz", "stability_ari_std", "smallest_segment_share"):
         frame[column] = 1.0
     frame["inertia"] = 100.0 / frame["k"]
     return frame
 
 
-def test_choose_k_takes_the_best_silhouette_among_stable_k():
+def test_choose_k_takes_the_largest_silhouette_excess_among_stable_k():
     settings = model_params.FitSettings()
     table = scan([(2, 0.30, 0.99), (3, 0.40, 0.70), (4, 0.35, 0.95), (5, 0.20, 0.95)])
     assert selection.choose_k(table, settings).k == 4  # k=3 separates better but is unstable
@@ -163,16 +166,16 @@ def test_choose_k_takes_the_best_silhouette_among_stable_k():
     assert choice.k == 3 and "No k reached" in choice.reason
 
 
-def test_choose_k_breaks_silhouette_ties_by_stability_then_keeps_the_previous_k():
-    settings = model_params.FitSettings(silhouette_tolerance=0.02, stability_tolerance=0.02)
+def test_choose_k_breaks_excess_ties_by_stability_then_keeps_the_previous_k():
+    settings = model_params.FitSettings(excess_tolerance=0.02, stability_tolerance=0.02)
     # The planted case: a 7th segment splitting a broad one separates a bit better but is less reproducible.
     table = scan([(5, 0.294, 0.90), (6, 0.305, 0.98), (7, 0.315, 0.87), (8, 0.276, 0.96)])
     choice = selection.choose_k(table, settings)
     assert choice.k == 6 and "k=6, k=7 are within 0.020" in choice.reason
     assert selection.choose_k(table, settings, previous_k=7).k == 7  # a retraining keeps its k
     assert selection.choose_k(table, settings, previous_k=8).k == 6  # unless it is no longer tied
-    assert selection.choose_k(table, model_params.FitSettings(silhouette_tolerance=0.005)).k == 7
-    # Equally stable (within 0.02): the silhouette decides, not a stability difference of noise.
+    assert selection.choose_k(table, model_params.FitSettings(excess_tolerance=0.005)).k == 7
+    # Equally stable (within 0.02): the excess decides, not a stability difference of noise.
     flat = scan([(4, 0.275, 0.969), (5, 0.271, 0.939), (6, 0.290, 0.966)])
     assert selection.choose_k(flat, settings).k == 6
 

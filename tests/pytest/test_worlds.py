@@ -11,19 +11,17 @@ of planted archetypes) and the world with no segments.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
-from sklearn.metrics import adjusted_rand_score
 
-from conftest import PROJECT, Warehouse
-from shopper_segments.model import params as model_params, reference_features, training
-from shopper_segments.generate import BACKGROUND, generate_events
+from conftest import Warehouse
+from shopper_segments.generate import ARCHETYPES, generate_events
+from shopper_segments.model import worlds
 
 NO_SEGMENT_USERS = 100_000
 # What the test builds of the project: the model and the marts the verdict is read from.
 MODEL_AND_MARTS = ["+segment_summary", "segment_model_metrics", "+stg_event_loads",
                    "assert_segment_structure_is_clear"]
-# Background shoppers in segments named after a persona, at most (docs/model.md, "Names").
+# Background shoppers in segments named after a persona, at most (docs/model.md, "Names" and "Realistic worlds").
 MAX_BACKGROUND_PERSONA_SHARE = 0.25
 
 
@@ -71,41 +69,19 @@ def test_report_first_screen_says_the_shoppers_form_a_continuum_or_weak_tendenci
 
 
 @pytest.fixture(scope="module")
-def calibrated_fit(tmp_path_factory):
-    events = generate_events(tmp_path_factory.mktemp("calibrated_world"), users=20_000, start="2019-11-01",
-                             days=30, seed=42, progress=False)
-    calendar = pd.read_csv(PROJECT / "seeds" / "marketing_calendar.csv")
-    features = reference_features.user_features(
-        reference_features.read_events(events.files), set(pd.to_datetime(calendar["calendar_date"]).dt.date))
-    settings = model_params.FitSettings()
-    eligible = features[features["events"] >= settings.min_events].sort_values("user_id").reset_index(drop=True)
-    seeds = {name: pd.read_csv(PROJECT / "seeds" / f"{name}.csv")
-             for name in ("segment_features", "segment_personas", "segment_persona_traits")}
-    model = training.fit_model(eligible, seeds["segment_features"], seeds["segment_personas"],
-                               seeds["segment_persona_traits"], settings, len(eligible))
-    scored = pd.DataFrame({"user_id": eligible["user_id"], "segment_id": model.predict(eligible)})
-    scored = scored.merge(pd.read_csv(events.truth_file), on="user_id")
-    return model, scored
+def calibrated_fit(tmp_path_factory) -> worlds.WorldFit:
+    return worlds.fit_world(tmp_path_factory.mktemp("calibrated_world"), users=20_000, seed=42)
 
 
 def test_calibrated_world_has_a_clear_verdict_and_background_shoppers_rarely_get_a_persona(calibrated_fit):
-    model, scored = calibrated_fit
-    assert model.structure.verdict == "clear", model.structure
-    personas = model.segments.set_index("segment_id")["persona_key"]
-    background = scored[scored["archetype"] == BACKGROUND]
-    share = (background["segment_id"].map(personas) != "descriptive").mean()
-    assert share <= MAX_BACKGROUND_PERSONA_SHARE, share
-    assert model.segments["segment_name"].is_unique
+    assert calibrated_fit.model.structure.verdict == "clear", calibrated_fit.model.structure
+    assert calibrated_fit.background_persona_share() <= MAX_BACKGROUND_PERSONA_SHARE
+    assert calibrated_fit.model.segments["segment_name"].is_unique
 
 
-@pytest.mark.xfail(strict=True, reason="not reached yet (issue 14): every k criterion prefers k=2 (buyers / "
-                   "non-buyers) and KMeans cuts the archetypes, which sit in the background's tails (ARI <= 0.66 "
-                   "at any fixed k); docs/model.md, 'Realistic worlds'")
 def test_calibrated_world_recovers_the_archetypes_and_names_them(calibrated_fit):
-    model, scored = calibrated_fit
-    planted = scored[scored["archetype"] != BACKGROUND]
-    assert adjusted_rand_score(planted["archetype"], planted["segment_id"]) >= 0.8
-    majority = pd.crosstab(planted["archetype"], planted["segment_id"]).idxmax(axis=1)
-    personas = model.segments.set_index("segment_id")["persona_key"]
-    assert (majority.map(personas) == majority.index).all()
-    assert np.isfinite(model.structure.gap)
+    assert calibrated_fit.archetype_ari() >= 0.8
+    majority = calibrated_fit.majority_persona()
+    assert len(majority) == len(ARCHETYPES)
+    assert (majority == majority.index).all(), majority
+    assert np.isfinite(calibrated_fit.model.structure.gap)

@@ -38,7 +38,8 @@ WORLDS = ("calibrated", "no_segments", "planted")
 # The store: "multi_category" logs no remove_from_cart (as the real electronics-heavy store);
 # "cosmetics" logs them (~20 % of its events, as REES46's cosmetics store).
 FLAVOURS = ("multi_category", "cosmetics")
-CALIBRATED_ARCHETYPE_SHARE = 0.08
+CALIBRATED_ARCHETYPE_SHARE = 0.15
+_CALIBRATED_SUFFIX = "@calibrated"  # behaviour key of an archetype as the calibrated world draws it
 
 _MAX_DAYS = 20_000  # event times are int32 seconds since the start
 _MONTH_ABBR = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -79,6 +80,7 @@ class _Behaviour:
     direct_purchase: float = 0.0  # chance a view leads to a purchase without a cart event
     in_market: float = 1.0  # share of users who may cart or buy at all (the others only look)
     store_mix: tuple[float, float] = ()  # (electronics, uncoded) weights towards the real sample's mix; see _store_mix
+    taste_spread: float = 1.0  # scales the per-user lognormal spread of the cart and purchase tastes
 
 
 # The planted archetypes (rates were tuned so the overall mix lands near REES46's 96% views,
@@ -133,39 +135,83 @@ _BEHAVIOURS: dict[str, _Behaviour] = {
 }
 # Background shoppers: no habit of their own.  Categories, brands and prices follow the store-wide
 # traffic (the catalogue's weights, close to the real sample's marginals), visits and their depth
-# are heavy-tailed, and the rates are set so that the calibrated world as a whole (archetypes
-# included) lands on the real file's figures (docs/calibration.md).
+# are heavy-tailed, and the rates are set so that the calibrated world as a whole (its 15 % of
+# archetypes included) lands on the real file's figures (docs/calibration.md).
 _BEHAVIOURS["background"] = _Behaviour(
-    share=0.0, sessions=(1.5, 1.05, 1, 250), views=(1.5, 1.0, 1, 500), activity_sigma=0.5,
+    share=0.0, sessions=(1.5, 1.05, 1, 250), views=(1.2, 1.0, 1, 500), activity_sigma=0.5,
     return_gap_days=3.0, profile="default", gap_seconds=(30.0, 1.0), categories=(1, 4),
     focus=0.6, explore=0.35, band=_ALL, revisit=0.25,
-    cart=0.042, purchase_after_cart=0.45, remove_after_cart=0.0, direct_purchase=0.017, in_market=0.45,
-    store_mix=(0.65, 1.2),
+    cart=0.042, purchase_after_cart=0.32, remove_after_cart=0.0, direct_purchase=0.012, in_market=0.28,
+    store_mix=(0.40, 1.2),
 )
-# The cosmetics store's background shoppers cart much more and take a lot out of the cart again.
+# The cosmetics store's background shoppers cart much more and take a lot out of the cart again
+# (and browse a little more than the multi-category store's, so removals stay a fifth of the events
+# beside the calibrated world's archetypes).
 _BEHAVIOURS["background_cosmetics"] = dataclasses.replace(
     _BEHAVIOURS["background"], cart=0.95, purchase_after_cart=0.08, remove_after_cart=0.9, direct_purchase=0.0,
-    in_market=1.0,
+    in_market=1.0, views=(2.0, 1.0, 1, 500),
 )
 # With no archetypes to carry the heavy users, the world with no segments needs busier background
 # shoppers to keep the real file's shape (the same targets, docs/calibration.md).
 _BEHAVIOURS["background_alone"] = dataclasses.replace(
     _BEHAVIOURS["background"], sessions=(1.6, 1.05, 1, 250), views=(2.5, 1.0, 1, 500), in_market=1.0,
-    cart=0.025, direct_purchase=0.01, store_mix=(0.92, 1.05),
+    cart=0.025, purchase_after_cart=0.45, direct_purchase=0.01, store_mix=(0.92, 1.05),
 )
 _BEHAVIOURS["background_alone_cosmetics"] = dataclasses.replace(
     _BEHAVIOURS["background_cosmetics"], sessions=(1.6, 1.05, 1, 250), views=(2.5, 1.0, 1, 500), store_mix=(0.92, 1.05),
 )
+# The calibrated world's archetypes: the same habits, as tighter groups.  Drawn as widely as the
+# planted world's, they sat in the tails of the background continuum rather than forming groups
+# of their own (docs/model.md, "Realistic worlds"): every per-shopper spread (visits, views per
+# visit, activity, cart and purchase tastes) is CALIBRATED_SPREAD of its own, and the habits the
+# personas are defined by are marked more plainly.
+CALIBRATED_SPREAD = 0.3
+CALIBRATED_VIEWS = 0.7  # views per visit, relative to the planted world's (the real file's events per shopper)
+
+
+def _same_mean_median(median: float, sigma: float, tighter_sigma: float) -> float:
+    """The lognormal median that keeps the mean when sigma shrinks (mean = median * exp(sigma^2 / 2))."""
+    return median * float(np.exp((sigma**2 - tighter_sigma**2) / 2))
+
+
+def _tighter(behaviour: _Behaviour) -> _Behaviour:
+    """The behaviour with every per-shopper spread CALIBRATED_SPREAD of its own, means kept."""
+    (s_median, s_sigma, *s_range), (v_median, v_sigma, *v_range) = behaviour.sessions, behaviour.views
+    s_tight, v_tight = s_sigma * CALIBRATED_SPREAD, v_sigma * CALIBRATED_SPREAD
+    activity_tight = behaviour.activity_sigma * CALIBRATED_SPREAD
+    v_median = _same_mean_median(v_median, behaviour.activity_sigma, activity_tight)  # activity multiplies views
+    return dataclasses.replace(
+        behaviour,
+        sessions=(_same_mean_median(s_median, s_sigma, s_tight), s_tight, *s_range),
+        views=(CALIBRATED_VIEWS * _same_mean_median(v_median, v_sigma, v_tight), v_tight, *v_range),
+        activity_sigma=activity_tight, taste_spread=CALIBRATED_SPREAD)
+
+
+_CALIBRATED_HABITS = {
+    "window_shopper": {"categories": (9, 12), "focus": 0.3, "explore": 0.4},  # wanders over many categories
+    "decisive_buyer": {"sessions": (3.0, 0.5, 2, 6), "views": (2.0, 0.35, 1, 3)},  # few, shallow visits
+    "cart_abandoner": {"purchase_after_cart": 0.02},  # hardly ever buys what it carts
+    # Most visits at night.  Bargain hunters and loyal regulars also buy without a cart half as
+    # often: with 15 % of archetypes, the month keeps the real file's purchase share.
+    "bargain_hunter": {"profile": "night_deals_strong", "direct_purchase": 0.01},
+    "loyal_regular": {"direct_purchase": 0.01},
+}
+for _name in ARCHETYPES:
+    _habits = dataclasses.replace(_BEHAVIOURS[_name], **_CALIBRATED_HABITS.get(_name, {}))
+    _BEHAVIOURS[_name + _CALIBRATED_SUFFIX] = _tighter(_habits)
 _BEHAVIOUR_KEYS = tuple(_BEHAVIOURS)
 assert _BEHAVIOUR_KEYS[:len(ARCHETYPES)] == ARCHETYPES
+_CALIBRATED_ARCHETYPES = np.array([_BEHAVIOUR_KEYS.index(a + _CALIBRATED_SUFFIX) for a in ARCHETYPES], dtype=np.int8)
 _BACKGROUND_INDEX = {  # (world, flavour) -> behaviour number of its background shoppers
     (world, flavour): _BEHAVIOUR_KEYS.index(
         "background" + ("_alone" if world == "no_segments" else "") + ("_cosmetics" if flavour == "cosmetics" else ""))
     for world in ("calibrated", "no_segments") for flavour in ("multi_category", "cosmetics")
 }
 # Behaviour number -> truth label number (both background behaviours are "background").
-_TRUTH_OF_BEHAVIOUR = np.array([TRUTH_LABELS.index(k if k in ARCHETYPES else BACKGROUND) for k in _BEHAVIOUR_KEYS],
-                               dtype=np.int8)
+_TRUTH_OF_BEHAVIOUR = np.array(
+    [TRUTH_LABELS.index(key if key in ARCHETYPES else BACKGROUND)
+     for key in (k.removesuffix(_CALIBRATED_SUFFIX) for k in _BEHAVIOUR_KEYS)],
+    dtype=np.int8)
 
 # Relative activity per UTC hour: quiet 01:00-06:00, busiest in the (European) evening.
 _HOURLY = np.array(
@@ -173,6 +219,7 @@ _HOURLY = np.array(
      1.05, 1.1, 1.2, 1.35, 1.5, 1.6, 1.6, 1.45, 1.2, 0.9, 0.65, 0.5]
 )
 _NIGHT_HOURLY = np.where(np.arange(24) < 6, 4.0, _HOURLY)  # night owls: most sessions before 06:00
+_STRONG_NIGHT_HOURLY = np.where(np.arange(24) < 6, 12.0, _HOURLY)  # about three quarters before 06:00
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,6 +236,7 @@ _PROFILES = {
     "default": _Profile(_HOURLY, (1.0, 1.0, 1.0, 1.0, 0.95, 1.05, 1.1), peak=2.4),
     "night_deals": _Profile(_NIGHT_HOURLY, (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0), peak=12.0),
     "regular": _Profile(_HOURLY, (1.0, 1.0, 1.0, 1.0, 1.0, 1.3, 1.4), peak=1.5),
+    "night_deals_strong": _Profile(_STRONG_NIGHT_HOURLY, (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0), peak=12.0),
 }
 _PROFILE_NAMES = tuple(_PROFILES)
 
@@ -330,5 +378,5 @@ class _Population:
         behaviour = np.full(n_users, _BACKGROUND_INDEX[self.world, self.flavour], dtype=np.int8)
         if self.world == "calibrated":
             planted = rng.random(n_users) < CALIBRATED_ARCHETYPE_SHARE
-            behaviour[planted] = rng.integers(0, len(ARCHETYPES), int(planted.sum()))
+            behaviour[planted] = _CALIBRATED_ARCHETYPES[rng.integers(0, len(ARCHETYPES), int(planted.sum()))]
         return behaviour

@@ -243,8 +243,9 @@ def _simulate_funnel(rng: np.random.Generator, archetype: np.ndarray, sessions: 
     candidates = views["fresh"]
     user = sessions["user"][session[candidates]]
     a = archetype[user]
-    cart_taste = np.exp(0.4 * rng.standard_normal(n_users))  # per-user spread around the archetype
-    buy_taste = np.exp(0.25 * rng.standard_normal(n_users))
+    spread = b["taste_spread"][archetype]
+    cart_taste = np.exp(0.4 * spread * rng.standard_normal(n_users))  # per-user spread around the archetype
+    buy_taste = np.exp(0.25 * spread * rng.standard_normal(n_users))
     u = rng.random(len(candidates))
     p_cart = np.minimum(0.95, b["cart"][a] * cart_taste[user])
     p_direct = b["direct_purchase"][a]

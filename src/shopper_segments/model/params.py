@@ -96,8 +96,9 @@ class FitSettings:
     kmeans_n_init: int = 10
     scan_sample_size: int = 5_000  # shoppers the k scan uses (a seeded sample of the training sample)
     scan_bootstraps: int = 10  # resamples per k for the stability (adjusted Rand index) of the scan
+    scan_null_draws: int = 3  # permuted copies per k for the scan's null silhouette (see selection)
     min_stability: float = 0.85  # a k is "stable" when its mean bootstrap ARI reaches this
-    silhouette_tolerance: float = 0.02  # silhouettes closer than this are a tie (see selection)
+    excess_tolerance: float = 0.02  # silhouette excesses closer than this are a tie (see selection)
     stability_tolerance: float = 0.02  # stabilities closer than this are a tie (see selection)
     max_match_distance: float = 0.5  # RMS distance (training SDs) under which a segment keeps its previous id
     min_persona_score: float = 0.5  # below this a segment gets no persona but a name from its traits

@@ -2,19 +2,21 @@
 
 k is scanned over [k_min, k_max] on a seeded sample of the training shoppers, in the PCA space the
 segments live in. Each k gets the usual internal criteria — inertia (for the elbow), silhouette,
-Davies-Bouldin, Calinski-Harabasz — and a bootstrap stability: KMeans is refitted on resamples
-and the adjusted Rand index between each refit and the reference fit is averaged. A segmentation
-marketing acts on for months must first be *reproducible*, so the rule is:
+Davies-Bouldin, Calinski-Harabasz — a bootstrap stability (KMeans refitted on resamples, mean
+adjusted Rand index between each refit and the reference fit) and the silhouette the same k reaches
+on copies of the sample with the structure removed (each principal component permuted on its own:
+the structure verdict's null, `structure.permuted`). The silhouette alone favours the coarsest
+split of shopper data (buyers against non-buyers, k = 2) even when finer groups exist; its
+**excess over the null** measures what a k finds beyond the shape of each feature. So the rule is:
 
 1. keep the stable k (mean bootstrap ARI >= `min_stability`, 0.85); if none is, keep them all;
-2. silhouettes within `silhouette_tolerance` (0.02) of the best one are a tie: at that precision
-   the silhouette cannot tell them apart (on shopper data the curve is flat around its maximum,
-   and a k splitting a broad segment in two often scores a hair better);
+2. excesses within `excess_tolerance` (0.02) of the largest are a tie: at that precision the
+   estimate cannot tell them apart;
 3. on a retraining, the previous version's k is kept if it is among the tied k (so segments are
    not reshuffled for noise);
 4. otherwise, among the tied k, keep the most stable ones (stability within
    `stability_tolerance`, 0.02, of the highest: the bootstrap estimate is noisy too) and take the
-   best silhouette among those.
+   largest excess among those.
 
 Calinski-Harabasz favours small k and Davies-Bouldin large k on shopper data, so they are
 reported, not voted with; the elbow of the inertia curve is reported as a sanity check.
@@ -30,12 +32,17 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score, calinski_harabasz_score, davies_bouldin_score, silhouette_score
 
+from . import structure
 from .params import FitSettings
+
+NULL_N_INIT = 3  # KMeans starts per null fit, as the structure verdict's
 
 SCAN_COLUMNS = {
     "k": "int64",
     "inertia": "float64",
     "silhouette": "float64",
+    "null_silhouette": "float64",
+    "silhouette_excess": "float64",
     "davies_bouldin": "float64",
     "calinski_harabasz": "float64",
     "stability_ari": "float64",
@@ -70,6 +77,20 @@ def bootstrap_stability(sample: np.ndarray, reference: np.ndarray, k: int, setti
     return np.array(scores)
 
 
+def null_silhouette(sample: np.ndarray, k: int, settings: FitSettings) -> float:
+    """Mean silhouette of KMeans(k) on copies of the sample with each component permuted
+    independently (the structure verdict's null, structure.permuted): what k segments score on
+    these shoppers' own distributions with nothing tying the components together."""
+    rng = np.random.default_rng(settings.random_state + 2000 + k)
+    scores = []
+    for draw in range(settings.scan_null_draws):
+        reference = structure.permuted(sample, rng)
+        labels = KMeans(k, n_init=NULL_N_INIT, random_state=settings.random_state + draw).fit_predict(reference)
+        scores.append(silhouette_score(reference, labels, sample_size=min(settings.silhouette_sample, len(sample)),
+                                       random_state=settings.random_state) if len(np.unique(labels)) > 1 else 0.0)
+    return float(np.mean(scores))
+
+
 def scan_k(projected: np.ndarray, settings: FitSettings) -> pd.DataFrame:
     """The criteria of every k in [k_min, k_max] (bounded so every segment can have 10 shoppers)."""
     sample = scan_sample(projected, settings)
@@ -80,16 +101,20 @@ def scan_k(projected: np.ndarray, settings: FitSettings) -> pd.DataFrame:
         labels = reference.labels_
         stability = bootstrap_stability(sample, labels, k, settings)
         separated = len(np.unique(labels)) > 1
+        silhouette = float(
+            silhouette_score(
+                sample, labels, sample_size=min(settings.silhouette_sample, len(sample)),
+                random_state=settings.random_state,
+            )
+        ) if separated else float("nan")
+        null = null_silhouette(sample, k, settings)
         rows.append(
             {
                 "k": k,
                 "inertia": float(reference.inertia_),
-                "silhouette": float(
-                    silhouette_score(
-                        sample, labels, sample_size=min(settings.silhouette_sample, len(sample)),
-                        random_state=settings.random_state,
-                    )
-                ) if separated else float("nan"),
+                "silhouette": silhouette,
+                "null_silhouette": null,
+                "silhouette_excess": silhouette - null,
                 "davies_bouldin": float(davies_bouldin_score(sample, labels)) if separated else float("nan"),
                 "calinski_harabasz": float(calinski_harabasz_score(sample, labels)) if separated else float("nan"),
                 "stability_ari": float(stability.mean()),
@@ -115,25 +140,26 @@ def choose_k(scan: pd.DataFrame, settings: FitSettings, previous_k: int | None =
     """Apply the rule of the module docstring; the reason says which criterion decided."""
     stable = scan[scan["stability_ari"] >= settings.min_stability]
     pool = stable if len(stable) else scan
-    best = pool.sort_values(["silhouette", "k"], ascending=[False, True]).iloc[0]
-    tied = pool[pool["silhouette"] >= best["silhouette"] - settings.silhouette_tolerance]
+    best = pool.sort_values(["silhouette_excess", "k"], ascending=[False, True]).iloc[0]
+    tied = pool[pool["silhouette_excess"] >= best["silhouette_excess"] - settings.excess_tolerance]
     steady = tied[tied["stability_ari"] >= tied["stability_ari"].max() - settings.stability_tolerance]
     if previous_k is not None and previous_k in set(tied["k"]):
         k, decided_by = int(previous_k), "the previous version's k is among them: it is kept"
     else:
-        k = int(steady.sort_values(["silhouette", "k"], ascending=[False, True])["k"].iloc[0])
+        k = int(steady.sort_values(["silhouette_excess", "k"], ascending=[False, True])["k"].iloc[0])
         decided_by = (
             f"the most stable of those ({', '.join(f'k={int(t)}' for t in sorted(steady['k']))}: stability within "
-            f"{settings.stability_tolerance:.2f} of the highest) are kept, k={k} has the best silhouette among them"
+            f"{settings.stability_tolerance:.2f} of the highest) are kept, k={k} has the largest excess among them"
         )
     row = scan.set_index("k").loc[k]
     ties = ", ".join(f"k={int(t)}" for t in sorted(tied["k"]))
     reason = (
-        f"k={k}: silhouette {row.silhouette:.3f}, bootstrap stability {row.stability_ari:.3f}. "
+        f"k={k}: silhouette {row.silhouette:.3f} against {row.null_silhouette:.3f} with the structure removed "
+        f"(excess {row.silhouette_excess:.3f}), bootstrap stability {row.stability_ari:.3f}. "
         + (f"Among the {len(pool)} stable k (stability >= {settings.min_stability:.2f}), "
            if len(stable) else f"No k reached stability {settings.min_stability:.2f}; among all {len(pool)}, ")
-        + f"the best silhouette is {best['silhouette']:.3f} (k={int(best['k'])})"
-        + (f"; {ties} are within {settings.silhouette_tolerance:.3f} of it; {decided_by}" if len(tied) > 1 else "")
+        + f"the largest silhouette excess is {best['silhouette_excess']:.3f} (k={int(best['k'])})"
+        + (f"; {ties} are within {settings.excess_tolerance:.3f} of it; {decided_by}" if len(tied) > 1 else "")
         + f". The inertia elbow is at k={elbow(scan)}."
     )
     return KChoice(k, reason, scan)

@@ -135,7 +135,7 @@ def preprocessing(w: Warehouse) -> str:
 
 def k_selection(w: Warehouse) -> str:
     scan = w.rows(
-        "select k, inertia, silhouette, stability_ari, is_stable, is_elbow, is_chosen, reason "
+        "select k, inertia, silhouette, null_silhouette, stability_ari, is_stable, is_elbow, is_chosen, reason "
         f"from segment_k_selection where model_version = {latest('segment_k_selection')} order by k",
         "segment_k_selection", what="k scan",
     )
@@ -143,8 +143,10 @@ def k_selection(w: Warehouse) -> str:
     left.plot(scan["k"], scan["inertia"], marker="o", color=PALETTE[0])
     left.set_title("Elbow: inertia", fontsize=10)
     right.plot(scan["k"], scan["silhouette"], marker="o", color=PALETTE[2], label="silhouette")
+    right.plot(scan["k"], scan["null_silhouette"], marker="o", color=PALETTE[2], linestyle=":",
+               label="silhouette, structure removed")  # k is chosen on the gap between these two
     right.plot(scan["k"], scan["stability_ari"], marker="s", color=PALETTE[4], label="bootstrap stability")
-    right.set_title("Silhouette and stability", fontsize=10)
+    right.set_title("Silhouette (with its null) and stability", fontsize=10)
     right.legend(fontsize=8)
     for ax in (left, right):
         for k in scan.loc[scan["is_chosen"].astype(bool), "k"]:
@@ -153,7 +155,7 @@ def k_selection(w: Warehouse) -> str:
         ax.grid(alpha=0.3)
     reason = scan.loc[scan["is_chosen"].astype(bool), "reason"].dropna()
     text = reason.iloc[0] if len(reason) else "The number of segments was fixed by configuration."
-    return f"<p>{esc(text)}</p>" + figure_html(fig, "k selection: elbow and silhouette curves")
+    return f"<p>{esc(text)}</p>" + figure_html(fig, "k selection: elbow, silhouette against its null, stability")
 
 
 def model_metrics(w: Warehouse) -> str:

@@ -81,7 +81,8 @@ def stored_scan(params: pd.DataFrame, version: int) -> pd.DataFrame | None:
     scan = rows.pivot_table(index="component", columns="param_name", values="value", dropna=False).reset_index()
     scan.columns = [str(column) for column in scan.columns]  # plain names, as the scan's own frame has
     scan = scan.rename(columns={"component": "k"}).sort_values("k")
-    return scan[list(selection.SCAN_COLUMNS)].astype(selection.SCAN_COLUMNS).reset_index(drop=True)
+    # Versions fitted before the scan measured its null have no null_silhouette / silhouette_excess rows.
+    return scan.reindex(columns=list(selection.SCAN_COLUMNS)).astype(selection.SCAN_COLUMNS).reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------------------------------
