@@ -71,7 +71,7 @@ def test_report_shows_every_section_and_every_segment(request, warehouse_name, t
 def test_demo_report_has_the_method_plots_and_the_timing(demo_warehouse, tmp_path):
     text = write_report(demo_warehouse, tmp_path / "report.html")
     assert "Not available" not in text  # the demo fills every table the report reads
-    for alt in ["Events per day by event type", "k selection: elbow and silhouette curves",
+    for alt in ["Events per day by event type", "k selection: elbow, silhouette against its null, stability",
                 "PCA scatter of scored shoppers", "Segment profile heatmap", "Funnel per segment",
                 "Minimum-events threshold curve"]:
         assert f'alt="{alt}"' in text, alt
