@@ -146,10 +146,11 @@ def test_assigned_ids_are_unique_keep_matches_and_are_fresh_otherwise(sizes, mat
     assert highest == max(max_previous, int(ids.max()))
 
 
-def scan(rows):
-    """A scan table from (k, silhouette excess over the null, stability) rows."""
+def scan(rows, nulls=None):
+    """A scan table from (k, silhouette excess over the null, stability) rows; the null silhouette of
+    each k from `nulls` (k -> value), 0.1 otherwise."""
     frame = pd.DataFrame(rows, columns=["k", "silhouette_excess", "stability_ari"])
-    frame["null_silhouette"] = 0.1
+    frame["null_silhouette"] = frame["k"].map(nulls or {}).fillna(0.1)
     frame["silhouette"] = frame["silhouette_excess"] + frame["null_silhouette"]
     for column in ("inertia", "davies_bouldin", "calinski_harabasz", "stability_ari_std", "smallest_segment_share"):
         frame[column] = 1.0
@@ -164,6 +165,27 @@ def test_choose_k_takes_the_largest_silhouette_excess_among_stable_k():
     unstable = scan([(2, 0.30, 0.50), (3, 0.40, 0.60)])
     choice = selection.choose_k(unstable, settings)
     assert choice.k == 3 and "No k reached" in choice.reason
+
+
+def test_choose_k_prefers_the_excess_over_the_null_to_the_raw_silhouette():
+    # The calibrated world's shape: k = 2 has the highest silhouette (0.30), but a structureless copy
+    # scores 0.27 there; k = 9 separates less (0.26) yet much better than its null (0.12).
+    table = scan([(2, 0.03, 0.99), (5, 0.09, 0.95), (9, 0.14, 0.95)], nulls={2: 0.27, 5: 0.13, 9: 0.12})
+    assert table.sort_values("silhouette")["k"].iloc[-1] == 2
+    choice = selection.choose_k(table, model_params.FitSettings())
+    assert choice.k == 9 and "against 0.120 with the structure removed (excess 0.140)" in choice.reason
+
+
+def test_stored_scan_of_a_version_fitted_before_the_null_reads_it_as_missing(first):
+    _, _, params = first
+    old_version = params[~((params["param_group"] == "k_scan")
+                           & params["param_name"].isin(selection.NULL_SCAN_COLUMNS))]
+    stored = k_and_features.stored_scan(old_version, 1)
+    assert list(stored.columns) == list(selection.SCAN_COLUMNS)
+    assert stored[list(selection.NULL_SCAN_COLUMNS)].isna().all().all()
+    assert stored["silhouette"].notna().all()
+    current = k_and_features.stored_scan(params, 1)
+    assert np.allclose(current["silhouette_excess"], current["silhouette"] - current["null_silhouette"])
 
 
 def test_choose_k_breaks_excess_ties_by_stability_then_keeps_the_previous_k():

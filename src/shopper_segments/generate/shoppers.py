@@ -162,9 +162,9 @@ _BEHAVIOURS["background_alone_cosmetics"] = dataclasses.replace(
 )
 # The calibrated world's archetypes: the same habits, as tighter groups.  Drawn as widely as the
 # planted world's, they sat in the tails of the background continuum rather than forming groups
-# of their own (docs/model.md, "Realistic worlds"): every per-shopper spread (visits, views per
-# visit, activity, cart and purchase tastes) is CALIBRATED_SPREAD of its own, and the habits the
-# personas are defined by are marked more plainly.
+# of their own (docs/model.md, "Realistic worlds"): every spread (visits per shopper, views per
+# visit, the shopper's activity, cart and purchase tastes) is CALIBRATED_SPREAD of its own, and the
+# habits the personas are defined by are marked more plainly.
 CALIBRATED_SPREAD = 0.3
 CALIBRATED_VIEWS = 0.7  # views per visit, relative to the planted world's (the real file's events per shopper)
 
@@ -175,7 +175,8 @@ def _same_mean_median(median: float, sigma: float, tighter_sigma: float) -> floa
 
 
 def _tighter(behaviour: _Behaviour) -> _Behaviour:
-    """The behaviour with every per-shopper spread CALIBRATED_SPREAD of its own, means kept."""
+    """The behaviour with every spread CALIBRATED_SPREAD of its own (means kept), then CALIBRATED_VIEWS
+    of its views per visit."""
     (s_median, s_sigma, *s_range), (v_median, v_sigma, *v_range) = behaviour.sessions, behaviour.views
     s_tight, v_tight = s_sigma * CALIBRATED_SPREAD, v_sigma * CALIBRATED_SPREAD
     activity_tight = behaviour.activity_sigma * CALIBRATED_SPREAD
@@ -207,7 +208,8 @@ _BACKGROUND_INDEX = {  # (world, flavour) -> behaviour number of its background 
         "background" + ("_alone" if world == "no_segments" else "") + ("_cosmetics" if flavour == "cosmetics" else ""))
     for world in ("calibrated", "no_segments") for flavour in ("multi_category", "cosmetics")
 }
-# Behaviour number -> truth label number (both background behaviours are "background").
+# Behaviour number -> truth label number (every background behaviour is "background"; a calibrated
+# archetype is its archetype).
 _TRUTH_OF_BEHAVIOUR = np.array(
     [TRUTH_LABELS.index(key if key in ARCHETYPES else BACKGROUND)
      for key in (k.removesuffix(_CALIBRATED_SUFFIX) for k in _BEHAVIOUR_KEYS)],

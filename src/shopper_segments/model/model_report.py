@@ -34,7 +34,8 @@ def report(duckdb_path: Path, truth: Path | None = None) -> None:
             return
         where = f"where model_version = {version}"
         _section(f"model version {version}: k selection",
-                 q(f"select k, round(silhouette, 3) as silhouette, round(davies_bouldin, 3) as db, "
+                 q(f"select k, round(silhouette, 3) as silhouette, round(null_silhouette, 3) as null_silhouette, "
+                   f"round(silhouette_excess, 3) as excess, round(davies_bouldin, 3) as db, "
                    f"round(calinski_harabasz) as ch, round(stability_ari, 3) as stability, is_stable, is_elbow, "
                    f"is_chosen from segment_k_selection {where} order by k"))
         _section("reason", con.sql(f"select reason from segment_k_selection {where} and is_chosen").fetchall()[0][0])

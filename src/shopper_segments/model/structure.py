@@ -27,6 +27,7 @@ import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 
+NULL_N_INIT = 3  # KMeans starts per fit of the null (and of its observed twin here)
 CLEAR_EXCESS = 0.09
 WEAK_EXCESS = 0.03
 WEAK_WIN_SHARE = 0.9
@@ -81,7 +82,7 @@ def permuted(space: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def structure_verdict(space: np.ndarray, k: int, random_state: int, bootstraps: int = 10,
-                      sample_size: int = 3_000, n_init: int = 3) -> StructureVerdict:
+                      sample_size: int = 3_000, n_init: int = NULL_N_INIT) -> StructureVerdict:
     """Compare KMeans(k) on `space` (shoppers x principal components) with the permutation null."""
     rng = np.random.default_rng(random_state)
     n = min(sample_size, len(space))

@@ -24,7 +24,7 @@ from ..generate import BACKGROUND, generate_events
 from . import params as model_params, reference_features, training
 
 PROJECT = Path(__file__).resolve().parents[3]
-SEEDS = ("segment_features", "segment_personas", "segment_persona_traits")
+SEED_TABLES = ("segment_features", "segment_personas", "segment_persona_traits")  # the dbt seeds a fit reads
 
 
 @dataclass
@@ -66,7 +66,7 @@ def fit_world(folder: Path, users: int = 20_000, seed: int = 42, world: str = "c
         reference_features.read_events(events.files), set(pd.to_datetime(calendar["calendar_date"]).dt.date))
     settings = settings or model_params.FitSettings()
     eligible = features[features["events"] >= settings.min_events].sort_values("user_id").reset_index(drop=True)
-    seeds = {name: pd.read_csv(PROJECT / "seeds" / f"{name}.csv") for name in SEEDS}
+    seeds = {name: pd.read_csv(PROJECT / "seeds" / f"{name}.csv") for name in SEED_TABLES}
     model = training.fit_model(eligible, seeds["segment_features"], seeds["segment_personas"],
                                seeds["segment_persona_traits"], settings, len(eligible))
     scored = pd.DataFrame({"user_id": eligible["user_id"], "segment_id": model.predict(eligible)})

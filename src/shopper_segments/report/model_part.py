@@ -144,7 +144,7 @@ def k_selection(w: Warehouse) -> str:
     left.set_title("Elbow: inertia", fontsize=10)
     right.plot(scan["k"], scan["silhouette"], marker="o", color=PALETTE[2], label="silhouette")
     right.plot(scan["k"], scan["null_silhouette"], marker="o", color=PALETTE[2], linestyle=":",
-               label="silhouette, structure removed")  # k is chosen on the gap between these two
+               label="silhouette, structure removed")  # k is chosen on the excess of the first over this one
     right.plot(scan["k"], scan["stability_ari"], marker="s", color=PALETTE[4], label="bootstrap stability")
     right.set_title("Silhouette (with its null) and stability", fontsize=10)
     right.legend(fontsize=8)

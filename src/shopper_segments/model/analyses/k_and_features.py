@@ -81,8 +81,10 @@ def stored_scan(params: pd.DataFrame, version: int) -> pd.DataFrame | None:
     scan = rows.pivot_table(index="component", columns="param_name", values="value", dropna=False).reset_index()
     scan.columns = [str(column) for column in scan.columns]  # plain names, as the scan's own frame has
     scan = scan.rename(columns={"component": "k"}).sort_values("k")
-    # Versions fitted before the scan measured its null have no null_silhouette / silhouette_excess rows.
-    return scan.reindex(columns=list(selection.SCAN_COLUMNS)).astype(selection.SCAN_COLUMNS).reset_index(drop=True)
+    for column in selection.NULL_SCAN_COLUMNS:  # not measured by versions fitted before the scan had a null
+        if column not in scan.columns:
+            scan[column] = np.nan
+    return scan[list(selection.SCAN_COLUMNS)].astype(selection.SCAN_COLUMNS).reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------------------------------
