@@ -31,7 +31,7 @@ TRUTH_DIR = "truth"
 TRUTH_FILE = "user_archetypes.csv"
 MANIFEST_FILE = "generation.json"
 # Bump whenever the output for the same arguments changes, so cached generations are rebuilt.
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4  # 4: the calibrated world draws its archetypes as groups (issue 14)
 _BATCH_ROWS = 250_000  # rows per encoded CSV block; bounds memory of the writer threads
 _GZIP_LEVEL = 1  # fastest zlib level: files are scratch data, speed matters more than size
 
