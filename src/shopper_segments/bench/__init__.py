@@ -155,25 +155,21 @@ def bare_scan(files: list[str]) -> int:
 
 def pandas_reference(files: list[str]) -> int:
     """The same user features, the notebook way (whole files in memory)."""
-    import pandas as pd
-
     from ..model import reference_features
 
     events = reference_features.read_events([Path(f) for f in files])
-    calendar = pd.read_csv(settings.project_dir() / "seeds" / "marketing_calendar.csv", parse_dates=["calendar_date"])
-    features = reference_features.user_features(events, set(calendar["calendar_date"].dt.date))
+    features = reference_features.user_features(events, reference_features.marketing_days(settings.project_dir()))
     print(f"{len(features)} shoppers")
     return 0
 
 
 def polars_reference(files: list[str]) -> int:
     """The same user features with Polars: one lazy plan, collected with the streaming engine."""
-    import pandas as pd
-
+    from ..model import reference_features
     from .polars_features import features_of_files
 
-    calendar = pd.read_csv(settings.project_dir() / "seeds" / "marketing_calendar.csv", parse_dates=["calendar_date"])
-    features = features_of_files([Path(f) for f in files], set(calendar["calendar_date"].dt.date))
+    features = features_of_files([Path(f) for f in files],
+                                 reference_features.marketing_days(settings.project_dir()))
     print(f"{len(features)} shoppers")
     return 0
 

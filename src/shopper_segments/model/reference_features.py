@@ -23,6 +23,12 @@ MICROS = 10**6
 COLUMNS = list(EXPECTED_COLUMNS)  # the REES46 format's nine columns, as the loader expects them
 
 
+def marketing_days(project: Path) -> set:
+    """The sale days of the project's seeds/marketing_calendar.csv (the dbt seed the features read)."""
+    calendar = pd.read_csv(project / "seeds" / "marketing_calendar.csv", parse_dates=["calendar_date"])
+    return set(calendar["calendar_date"].dt.date)
+
+
 def read_events(paths: list[Path]) -> pd.DataFrame:
     """Valid, de-duplicated events of REES46 files (header or not), as pandas would read them."""
     frames = []

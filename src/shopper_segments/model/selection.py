@@ -86,12 +86,10 @@ def null_silhouette(sample: np.ndarray, k: int, settings: FitSettings) -> float:
     calibrated world, the null silhouette moves by at most 0.01 either way (the scale of the tie
     tolerance), with no direction, and the scan costs a third."""
     rng = np.random.default_rng(settings.random_state + 2000 + k)
-    scores = []
-    for draw in range(settings.scan_null_draws):
-        reference = structure.permuted(sample, rng)
-        labels = KMeans(k, n_init=structure.NULL_N_INIT, random_state=settings.random_state + draw).fit_predict(reference)
-        scores.append(silhouette_score(reference, labels, sample_size=min(settings.silhouette_sample, len(sample)),
-                                       random_state=settings.random_state) if len(np.unique(labels)) > 1 else 0.0)
+    sample_size = min(settings.silhouette_sample, len(sample))
+    scores = [structure.fit_and_score(structure.permuted(sample, rng), k, settings.random_state + draw,
+                                      sample_size=sample_size, sample_state=settings.random_state)[0]
+              for draw in range(settings.scan_null_draws)]
     return float(np.mean(scores))
 
 

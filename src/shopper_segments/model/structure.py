@@ -81,6 +81,18 @@ def permuted(space: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.column_stack([rng.permutation(column) for column in space.T])
 
 
+def fit_and_score(data: np.ndarray, k: int, random_state: int, n_init: int = NULL_N_INIT,
+                  sample_size: int | None = None, sample_state: int | None = None) -> tuple[float, float]:
+    """(silhouette, inertia) of KMeans(k) on `data`; the silhouette (on `sample_size` rows drawn with
+    `sample_state`, all by default) is 0 when KMeans finds one group. The fit of an observed sample
+    and of its null alike (here and in the k scan's null)."""
+    fit = KMeans(n_clusters=k, n_init=n_init, random_state=random_state).fit(data)
+    labels = fit.labels_
+    silhouette = (silhouette_score(data, labels, sample_size=sample_size, random_state=sample_state)
+                  if len(np.unique(labels)) > 1 else 0.0)
+    return silhouette, fit.inertia_
+
+
 def structure_verdict(space: np.ndarray, k: int, random_state: int, bootstraps: int = 10,
                       sample_size: int = 3_000, n_init: int = NULL_N_INIT) -> StructureVerdict:
     """Compare KMeans(k) on `space` (shoppers x principal components) with the permutation null."""
@@ -90,15 +102,11 @@ def structure_verdict(space: np.ndarray, k: int, random_state: int, bootstraps: 
     for b in range(bootstraps):
         resample = space[rng.integers(0, len(space), n)]
         reference = permuted(resample, rng)
-        scores, inertias = [], []
-        for data in (resample, reference):
-            fit = KMeans(n_clusters=k, n_init=n_init, random_state=random_state + b).fit(data)
-            inertias.append(fit.inertia_)
-            labels = fit.labels_
-            scores.append(silhouette_score(data, labels) if len(np.unique(labels)) > 1 else 0.0)
-        observed.append(scores[0])
-        null.append(scores[1])
-        gaps.append(np.log(inertias[1]) - np.log(inertias[0]))
+        (observed_score, observed_inertia), (null_score, null_inertia) = (
+            fit_and_score(data, k, random_state + b, n_init) for data in (resample, reference))
+        observed.append(observed_score)
+        null.append(null_score)
+        gaps.append(np.log(null_inertia) - np.log(observed_inertia))
     observed_arr, null_arr, gap_arr = np.array(observed), np.array(null), np.array(gaps)
     excess = float(observed_arr.mean() - null_arr.mean())
     win_share = float(np.mean(observed_arr > null_arr))

@@ -21,9 +21,9 @@ import pandas as pd
 from sklearn.metrics import adjusted_rand_score
 
 from ..generate import BACKGROUND, generate_events
+from ..settings import project_dir
 from . import params as model_params, reference_features, training
 
-PROJECT = Path(__file__).resolve().parents[3]
 SEED_TABLES = ("segment_features", "segment_personas", "segment_persona_traits")  # the dbt seeds a fit reads
 
 
@@ -61,12 +61,11 @@ def fit_world(folder: Path, users: int = 20_000, seed: int = 42, world: str = "c
               settings: model_params.FitSettings | None = None) -> WorldFit:
     """Generate a month of `world`, compute its features directly and fit the model on the eligible shoppers."""
     events = generate_events(folder, users=users, start="2019-11-01", days=30, seed=seed, progress=False, world=world)
-    calendar = pd.read_csv(PROJECT / "seeds" / "marketing_calendar.csv")
-    features = reference_features.user_features(
-        reference_features.read_events(events.files), set(pd.to_datetime(calendar["calendar_date"]).dt.date))
+    features = reference_features.user_features(reference_features.read_events(events.files),
+                                                reference_features.marketing_days(project_dir()))
     settings = settings or model_params.FitSettings()
     eligible = features[features["events"] >= settings.min_events].sort_values("user_id").reset_index(drop=True)
-    seeds = {name: pd.read_csv(PROJECT / "seeds" / f"{name}.csv") for name in SEED_TABLES}
+    seeds = {name: pd.read_csv(project_dir() / "seeds" / f"{name}.csv") for name in SEED_TABLES}
     model = training.fit_model(eligible, seeds["segment_features"], seeds["segment_personas"],
                                seeds["segment_persona_traits"], settings, len(eligible))
     scored = pd.DataFrame({"user_id": eligible["user_id"], "segment_id": model.predict(eligible)})
