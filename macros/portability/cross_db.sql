@@ -46,7 +46,13 @@
 
 {#- Number of rows where `condition` holds, as a BIGINT on every warehouse (DuckDB sums integers into HUGEINT). -#}
 {% macro count_where(condition) -%}
-    cast(sum(case when {{ condition }} then 1 else 0 end) as {{ dbt.type_bigint() }})
+    {{ sum_where('1', condition) }}
+{%- endmacro %}
+
+
+{#- The sum of an integer `value` over the rows meeting `condition`, 0 when none does. -#}
+{% macro sum_where(value, condition) -%}
+    cast(sum(case when {{ condition }} then {{ value }} else 0 end) as {{ dbt.type_bigint() }})
 {%- endmacro %}
 
 

@@ -85,14 +85,32 @@ event_totals as (
         user_id,
         count(distinct product_id) as distinct_products,
         count(distinct category_id) as distinct_categories,
-        count(distinct cast(event_time as date)) as active_days,
-        {%- for category in top_level_categories() %}
-            {{ count_where("category_l1 = '" ~ category ~ "'") }} as {{ category }}_events,
-        {%- endfor %}
-        {{ count_where("category_l1 not in ('" ~ top_level_categories() | join("', '") ~ "')") }}
-            as other_category_events,
-        {{ count_where('category_l1 is null') }} as uncategorised_events
+        count(distinct cast(event_time as date)) as active_days
     from events
+    group by user_id
+),
+
+-- Events per shopper and top-level category (NULL: uncategorised). The category mix and the top
+-- category are read from these few rows per shopper, not from every event again.
+category_l1_counts as (
+    select
+        user_id,
+        category_l1,
+        count(*) as events
+    from events
+    group by user_id, category_l1
+),
+
+category_mix as (
+    select
+        user_id,
+        {%- for category in top_level_categories() %}
+            {{ sum_where('events', "category_l1 = '" ~ category ~ "'") }} as {{ category }}_events,
+        {%- endfor %}
+        {{ sum_where('events', "category_l1 not in ('" ~ top_level_categories() | join("', '") ~ "')") }}
+            as other_category_events,
+        {{ sum_where('events', 'category_l1 is null') }} as uncategorised_events
+    from category_l1_counts
     group by user_id
 ),
 
@@ -100,8 +118,8 @@ category_counts as (
     select
         user_id,
         coalesce(category_l1, 'uncategorised') as category,
-        count(*) as events
-    from events
+        sum(events) as events
+    from category_l1_counts
     group by user_id, coalesce(category_l1, 'uncategorised')
 ),
 
@@ -187,12 +205,13 @@ select
         as marketing_period_purchase_share,
     -- category mix
     {%- for category in top_level_categories() %}
-        {{ safe_divide('event_totals.' ~ category ~ '_events', 'session_totals.events') }} as share_{{ category }},
+        {{ safe_divide('category_mix.' ~ category ~ '_events', 'session_totals.events') }} as share_{{ category }},
     {%- endfor %}
-    {{ safe_divide('event_totals.other_category_events', 'session_totals.events') }} as share_other_categories,
-    {{ safe_divide('event_totals.uncategorised_events', 'session_totals.events') }} as share_uncategorised,
+    {{ safe_divide('category_mix.other_category_events', 'session_totals.events') }} as share_other_categories,
+    {{ safe_divide('category_mix.uncategorised_events', 'session_totals.events') }} as share_uncategorised,
     session_totals.last_load_id
 from session_totals
 inner join event_totals on session_totals.user_id = event_totals.user_id
+inner join category_mix on session_totals.user_id = category_mix.user_id
 inner join top_category on session_totals.user_id = top_category.user_id
 left join brand_totals on session_totals.user_id = brand_totals.user_id
