@@ -45,13 +45,38 @@
 
 {#- No two rows share the same values of `combination_of_columns`. -#}
 {% test unique_combination(model, combination_of_columns) %}
+    {{ adapter.dispatch('repeated_combinations', 'shopper_segments')(model, combination_of_columns) }}
+{% endtest %}
+
+{#- The combinations held by more than one row, with their number of copies. -#}
+{% macro default__repeated_combinations(model, columns) -%}
     select
-        {{ combination_of_columns | join(', ') }},
+        {{ columns | join(', ') }},
         count(*) as copies
     from {{ model }}
-    group by {{ combination_of_columns | join(', ') }}
+    group by {{ columns | join(', ') }}
     having count(*) > 1
-{% endtest %}
+{%- endmacro %}
+
+{#- DuckDB: copies share their hash, so only the rows whose hash is repeated are grouped by their
+    values, which settles a hash collision exactly. Grouping 42 M events by one number instead of nine
+    columns: the uniqueness test of stg_events, 9 s to 4 s on the real-shaped month. hash() groups
+    NULLs together, as GROUP BY does. -#}
+{% macro duckdb__repeated_combinations(model, columns) -%}
+    {%- set row_hash = 'hash(' ~ columns | join(', ') ~ ')' -%}
+    select
+        {{ columns | join(', ') }},
+        count(*) as copies
+    from {{ model }}
+    where {{ row_hash }} in (
+        select {{ row_hash }}
+        from {{ model }}
+        group by {{ row_hash }}
+        having count(*) > 1
+    )
+    group by {{ columns | join(', ') }}
+    having count(*) > 1
+{%- endmacro %}
 
 
 {#- `expression` holds on every row (rows where it is false or NULL fail). -#}
