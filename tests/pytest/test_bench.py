@@ -69,3 +69,24 @@ def test_the_polars_reference_computes_the_pandas_references_features(tmp_path, 
     assert sorted(actual.columns) == sorted(expected.columns)
     assert len(actual) == len(expected) > 1500
     pd.testing.assert_frame_equal(actual[expected.columns], expected, check_dtype=False, rtol=1e-12, atol=1e-12)
+
+
+def test_the_floor_script_runs_each_step_of_a_stored_pipeline_against_the_bare_scan(tmp_path):
+    """docs/benchmarks.md, "The floor of a stored pipeline": every step runs on real files and is
+    printed with its ratio to the bare scan of the same run."""
+    generated = generate_events(tmp_path / "lake", users=300, start="2019-11-29", days=2, seed=3, split="day",
+                                gzip=False, progress=False)
+    last = sorted(generated.files)[-1]
+    result = subprocess.run(
+        [sys.executable, "-m", "shopper_segments.bench.floor", str(tmp_path / "lake"), "--exclude", last.name,
+         "--workdir", str(tmp_path)],
+        cwd=PROJECT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    printed = result.stdout.splitlines()
+    for step in ("bare scan + GROUP BY per shopper (the floor)", "store the lines' nine fields as text", "type them",
+                 "remove exact duplicates", "one aggregation per session", "one aggregation per shopper",
+                 "stored path (every step after the scan)"):
+        [line] = [line for line in printed if line.startswith(step)]
+        assert line.endswith("x") and float(line.split()[-1].rstrip("x")) > 0, line
+    assert list(tmp_path.glob("segments-floor-*")) == []  # its DuckDB file is removed
