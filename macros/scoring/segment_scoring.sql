@@ -241,3 +241,38 @@
     {%- endfor -%}
     {{ return(edges) }}
 {%- endmacro %}
+
+
+{#- Since when a run of user_segments (`this`) re-scores shoppers: an expression that user_features'
+    computed_at is compared with, or none to score every shopper. A shopper's result depends only on
+    their features and the model version, so an incremental run with the same version as every
+    stored row scores only the shoppers user_features recomputed since user_segments last wrote a row
+    (computed_at at or after the latest scored_at: a run's computed_at precedes its scored_at, so the
+    previous run's rows are not read again, and rows recomputed by a run that stopped before scoring
+    are newer than every scored_at). Everyone is scored on a full build, for a new model version, and
+    when the model reads recency_days, which the daily recency refresh moves for every shopper. -#}
+{% macro segment_rescoring_cutoff(model) -%}
+    {%- if not execute or model is none or not is_incremental() or 'recency_days' in model.features -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set stored = run_query('select min(model_version), max(model_version) from ' ~ this).rows[0] -%}
+    {%- if stored[0] is none or stored[0] | int != model.version or stored[1] | int != model.version -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {{ return('(select max(scored.scored_at) from ' ~ this ~ ' as scored)') }}
+{%- endmacro %}
+
+
+{#- Since when the snapshot user_segment_history (`this`) compares rows of user_segments: an expression
+    that their scored_at must be after, or none to compare every row (its first run). The rows one run
+    of user_segments writes share one scored_at (the time of its transaction), and a snapshot that
+    captured one of them compared them all: a row written at or before the latest scored_at the
+    snapshot holds is unchanged since it was compared. The snapshot leaves shoppers absent from its
+    input as they are (hard deletes ignored; departed shoppers are purged by its pre-hook), so it
+    records the history a snapshot of the whole table records, while a day compares the day's changes. -#}
+{% macro segment_history_cutoff() -%}
+    {%- if not execute or adapter.get_relation(this.database, this.schema, this.identifier) is none -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {{ return('(select max(captured.scored_at) from ' ~ this ~ ' as captured)') }}
+{%- endmacro %}

@@ -209,7 +209,10 @@ select
     {%- endfor %}
     {{ safe_divide('category_mix.other_category_events', 'session_totals.events') }} as share_other_categories,
     {{ safe_divide('category_mix.uncategorised_events', 'session_totals.events') }} as share_uncategorised,
-    session_totals.last_load_id
+    session_totals.last_load_id,
+    -- When this run recomputed the row from its events (the recency refresh leaves it): user_segments
+    -- re-scores only the shoppers recomputed since it last scored (segment_scoring_scope).
+    cast({{ dbt.current_timestamp() }} as {{ dbt.type_timestamp() }}) as computed_at
 from session_totals
 inner join event_totals on session_totals.user_id = event_totals.user_id
 inner join category_mix on session_totals.user_id = category_mix.user_id

@@ -1,9 +1,10 @@
 {#- One row per shopper: their segment under the current model, or the status
     `not_enough_history` while they have fewer than min_events events (the current model's), or
     while no model could be fitted (too few eligible shoppers).
-    Incremental: each run scores every shopper (seconds in SQL) but writes only the rows whose
-    result changed, so scored_at says when a shopper's segment was last (re)assigned and a run
-    with no new data changes nothing. -#}
+    Incremental: a run scores the shoppers whose features were recomputed since the previous one
+    (everyone for a new model version: segment_rescoring_cutoff) and writes only the rows whose result
+    changed, so scored_at says when a shopper's segment was last (re)assigned and a run with no new
+    data changes nothing. -#}
 -- depends_on: {{ segment_model_relation() }}
 {{ config(
     materialized='incremental',
@@ -23,9 +24,17 @@
         ~ ") applies from the next version: run with --retrain to fit one."
     ) }}
 {%- endif %}
+{%- set rescoring_cutoff = segment_rescoring_cutoff(model) %}
+{%- set shoppers_scored -%}
+    {%- if rescoring_cutoff -%}
+        (select * from {{ ref('user_features') }} where computed_at >= {{ rescoring_cutoff }}) as rescored_shoppers
+    {%- else -%}
+        {{ ref('user_features') }}
+    {%- endif -%}
+{%- endset %}
 
 with scores as (
-    {{ segment_scores(model, ref('user_features')) | indent(4) }}
+    {{ segment_scores(model, shoppers_scored) | indent(4) }}
 ),
 
 current_labels as (
@@ -51,6 +60,9 @@ results as (
     from {{ ref('user_features') }} as shoppers
     left join scores on shoppers.user_id = scores.user_id
     left join current_labels on scores.segment_id = current_labels.segment_id
+    {%- if rescoring_cutoff %}
+        where shoppers.computed_at >= {{ rescoring_cutoff }}
+    {%- endif %}
 )
 
 select

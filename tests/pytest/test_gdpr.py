@@ -154,8 +154,8 @@ def test_retention_purges_old_events_everywhere_and_equals_a_build_of_the_window
     fresh.segments("load", "--events", str(generated_only))
     fresh.segments("dbt", "--", "build", "--vars", vars_)
     key = ["user_id"]
-    left = kept.df("select * exclude (last_load_id) from user_features").sort_values(key).reset_index(drop=True)
-    right = fresh.df("select * exclude (last_load_id) from user_features").sort_values(key).reset_index(drop=True)
+    left = kept.df("select * exclude (last_load_id, computed_at) from user_features").sort_values(key).reset_index(drop=True)
+    right = fresh.df("select * exclude (last_load_id, computed_at) from user_features").sort_values(key).reset_index(drop=True)
     pd.testing.assert_frame_equal(left, right, check_exact=False, rtol=1e-9, atol=1e-9)
 
 

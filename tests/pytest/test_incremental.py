@@ -17,13 +17,14 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from conftest import PROJECT, Warehouse
+from conftest import PROJECT, Warehouse, copy_warehouse, last_results
 from shopper_segments.generate import generate_events
+from shopper_segments.model import params as model_params
 from shopper_segments.ingest.files import EXPECTED_HEADER
 
 # Columns that record when a run happened: they differ between two warehouses built at different
 # moments, and are left out when comparing them.
-RUN_TIME_COLUMNS = {"loaded_at", "scored_at", "trained_at"}
+RUN_TIME_COLUMNS = {"loaded_at", "computed_at", "scored_at", "trained_at"}
 # The ETL tables, with the key that orders their rows.
 ETL_TABLES = {
     "raw.event_files": ["load_id"],
@@ -253,6 +254,66 @@ def test_a_working_copy_of_pending_lines_is_read_only_by_the_invocation_that_bui
     victim.segments("run", "--events", str(lake))
     assert_same_state(full_state(victim), uninterrupted)
     assert victim.scalar(f"select count(*) from {working_copy}") == 0
+
+
+def assert_everyone_scored_as_predicted(warehouse: Warehouse) -> None:
+    """Every shopper's user_segments row is what scoring every shopper with the current version gives
+    (scikit-learn's predict on the stored model), and their current history row is that row."""
+    with warehouse.connect() as con:
+        stored = model_params.StoredModel.from_params(con.sql("select * from segment_model").df())
+        features = con.sql("select * from user_features order by user_id").df()
+        segments = con.sql("select * from user_segments order by user_id").df()
+        current = con.sql("select * from user_segment_history where dbt_valid_to is null order by user_id").df()
+    eligible = features[features.events >= stored.settings.min_events]
+    assert list(segments.user_id) == list(features.user_id)
+    scored = segments.set_index("user_id")
+    assert set(scored.index[scored.segment_status == "scored"]) == set(eligible.user_id)
+    assert (scored.segment_id.loc[eligible.user_id].to_numpy() == stored.predict(eligible)).all()
+    assert (scored.model_version == stored.version).all()
+    check = ["user_id", "segment_status", "segment_id", "model_version"]
+    pd.testing.assert_frame_equal(current[check].reset_index(drop=True), segments[check].reset_index(drop=True))
+
+
+def compiled_code(warehouse: Warehouse, kind: str, name: str) -> str:
+    """The SQL a node of the warehouse's last dbt command ran."""
+    [node] = [node for node in last_results(warehouse, kind) if node["unique_id"].endswith(f".{name}")]
+    return node["compiled_code"]
+
+
+def test_a_daily_run_scores_the_recomputed_shoppers_and_gives_what_scoring_everyone_gives(tmp_path, history):
+    """A day re-scores only the shoppers user_features recomputed since user_segments last scored
+    (segment_rescoring_cutoff), and the snapshot compares only the rows written since it last captured
+    one (segment_history_cutoff); every row ends up as if every shopper had been scored and compared."""
+    warehouse, lake = history
+    daily = copy_warehouse(warehouse, tmp_path / "daily")
+    scored_before = daily.scalar("select max(scored_at) from user_segments")
+    daily.segments("run", "--events", str(lake))
+    assert "computed_at >= (select max(scored.scored_at)" in compiled_code(daily, "model", "user_segments")
+    assert "where scored_at > (select max(captured.scored_at)" in compiled_code(daily, "snapshot", "user_segment_history")
+    recomputed = daily.scalar(f"select count(*) from user_features where computed_at >= '{scored_before}'")
+    shoppers = daily.scalar("select count(*) from user_features")
+    assert 0 < recomputed < shoppers, (recomputed, shoppers)  # a day touches some shoppers, not all
+    assert_everyone_scored_as_predicted(daily)
+
+
+def test_a_model_reading_recency_re_scores_every_shopper_each_day(tmp_path, history):
+    """recency_days moves for every shopper each day (the recency refresh, which leaves computed_at): a
+    model that reads it re-scores everyone."""
+    warehouse, lake = history
+    daily = copy_warehouse(warehouse, tmp_path / "daily")
+    with duckdb.connect(str(daily.path)) as con:  # the current version reads recency_days for its first feature
+        con.execute("""
+            update segment_model set feature_name = 'recency_days'
+            where model_version = (select max(model_version) from segment_model)
+                and feature_name = (
+                    select feature_name from segment_model
+                    where param_group = 'preprocess' and param_name = 'position'
+                        and model_version = (select max(model_version) from segment_model)
+                    order by value limit 1)
+        """)
+    daily.segments("run", "--events", str(lake))
+    assert "computed_at" not in compiled_code(daily, "model", "user_segments")
+    assert_everyone_scored_as_predicted(daily)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from shopper_segments.ingest.files import LANDED_COLUMNS, LANDED_LINE
 
 FITTED_CONSUMERS = "source:fitted+"
 # Columns whose value is the time of the run, not a result.
-RUN_TIME_COLUMNS = {"loaded_at", "scored_at", "trained_at"}
+RUN_TIME_COLUMNS = {"loaded_at", "computed_at", "scored_at", "trained_at"}
 # Sums of prices differ in their last bits between warehouses (summation order), so near-ties among
 # shoppers can rank the other way round; persona scores average percentile ranks and move by ~1e-5.
 RANK_BASED = {"persona_score"}

@@ -42,6 +42,8 @@ OFFLINE_SHAPE = ("{'version': 3, 'features': ['sessions', 'active_days', 'view_t
                  "'segments': [1, 2, 3], 'min_events': 8}")
 OFFLINE_EDGES = "{'sessions': [1.0, 2.0], 'active_days': [1.0], 'view_to_cart_rate': [0.05, 0.125]}"
 OFFLINE_SCORING = "{{ segment_scores(" + OFFLINE_SHAPE + ", ref('user_features')) }}"
+# The snapshot reads the rows written after the latest scored_at it holds (looked up at compile time too).
+OFFLINE_CUTOFF = "'(select max(captured.scored_at) from ' ~ this ~ ' as captured)'"
 # sqlfluff on compiled SQL: parsing as Redshift SQL, plus rules about meaning rather than layout.
 SQLFLUFF_RULES = "ambiguous.distinct,ambiguous.union,ambiguous.join,ambiguous.column_references"
 
@@ -80,12 +82,14 @@ def compiled(tmp_path_factory) -> dict[str, str]:
         for path in sorted((target / "compiled").rglob("*.sql")):
             out[prefix + str(path.relative_to(target / "compiled" / "shopper_segments"))] = path.read_text()
 
-    # 1. The project itself: everything that compiles without the warehouse (not the incremental models).
+    # 1. The project itself: everything that compiles without the warehouse (not the incremental models, nor
+    #    the snapshot: they look up their own table).
     run_dbt(PROJECT, root / "project", "compile", "--no-populate-cache",
-            "--exclude", "config.materialized:incremental", *NOT_OFFLINE)
+            "--exclude", "config.materialized:incremental", "user_segment_history", *NOT_OFFLINE)
     collect(root / "project", "")
 
-    # 2. A scratch copy with the compile-only helpers: incremental models, full-refresh and incremental forms.
+    # 2. A scratch copy with the compile-only helpers: incremental models, full-refresh and incremental forms,
+    #    and the snapshot as it reads an existing history (compiled for Redshift; dbt writes no file of it).
     copy = root / "copy"
     for name in ("dbt_project.yml", "models", "python_models", "macros", "seeds", "snapshots", "tests/dbt"):
         source, destination = PROJECT / name, copy / name
@@ -96,12 +100,14 @@ def compiled(tmp_path_factory) -> dict[str, str]:
     scoring = copy / "macros" / "scoring" / "segment_scoring.sql"
     scoring.write_text(scoring.read_text().replace(
         "{% macro current_segment_model() -%}", "{% macro current_segment_model() -%}{{ return(" + OFFLINE_SHAPE + ") }}", 1
-    ).replace("{% macro drift_bin_edges(model) -%}", "{% macro drift_bin_edges(model) -%}{{ return(" + OFFLINE_EDGES + ") }}", 1))
+    ).replace("{% macro drift_bin_edges(model) -%}", "{% macro drift_bin_edges(model) -%}{{ return(" + OFFLINE_EDGES + ") }}", 1
+    ).replace("{% macro segment_history_cutoff() -%}", "{% macro segment_history_cutoff() -%}{{ return(" + OFFLINE_CUTOFF + ") }}", 1))
     (copy / "analyses").mkdir()
     (copy / "analyses" / "offline_scoring.sql").write_text(OFFLINE_SCORING)
     # user_segments reads the fitted model's shape from the warehouse: its scoring is the analysis.
     run_dbt(copy, root / "full", "compile", "--no-populate-cache",
-            "--select", "config.materialized:incremental", "offline_scoring", "--exclude", "user_segments",
+            "--select", "config.materialized:incremental", "offline_scoring", "user_segment_history",
+            "--exclude", "user_segments",
             *NOT_OFFLINE)
     collect(root / "full", "full_refresh/")
     # stg_events / stg_events_rejected look up the audit table when incremental: they run for real on PostgreSQL.
