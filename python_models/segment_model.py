@@ -12,12 +12,17 @@ When too few shoppers are eligible, nothing is fitted (the run says so in one li
 shopper stays `not_enough_history` in user_segments, or keeps the current version's segment.
 """
 
-from shopper_segments.model import duckdb_inputs, params, training
+from shopper_segments.model import due
 
 
 def model(dbt, session):
     dbt.config(materialized="incremental", incremental_strategy="append")
     meta = dbt.config.get("meta")
+    if not due.fit_may_be_due(dbt, session, meta):
+        return due.no_new_rows(dbt, session)
+    # A fit may happen: the training code and scikit-learn are imported now, not on a daily run.
+    from shopper_segments.model import duckdb_inputs, params, training
+
     settings = params.FitSettings.from_model_meta(meta)
 
     current = None
@@ -37,4 +42,4 @@ def model(dbt, session):
             traits=dbt.ref("segment_persona_traits").df(),
         )
 
-    return training.fit_if_due(current, params.retrain_requested(meta), settings, read_inputs)
+    return training.fit_if_due(current, due.retrain_requested(meta), settings, read_inputs)

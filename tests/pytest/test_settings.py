@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from conftest import OCTOBER_HEAD, PROJECT, Warehouse
-from shopper_segments.model import fit, params as model_params
+from shopper_segments.model import due, fit, params as model_params
 
 # Every fit var set to a value that is not its default (dbt_project.yml), all in one run.
 CHANGED_VARS = {
@@ -46,8 +46,8 @@ def test_fit_outside_dbt_reads_the_same_settings_as_the_dbt_model():
     settings = model_params.FitSettings.from_model_meta(config["meta"])
     assert (settings.min_events, settings.n_segments, settings.k_min, settings.k_max) == (3, 3, 3, 4)
     assert (settings.sample_size, settings.pca_variance, settings.random_state) == (150, 0.7, 7)
-    assert not model_params.retrain_requested(config["meta"])
-    assert model_params.retrain_requested(fit.python_model_config("segment_model", "postgres", {"retrain": True})["meta"])
+    assert not due.retrain_requested(config["meta"])
+    assert due.retrain_requested(fit.python_model_config("segment_model", "postgres", {"retrain": True})["meta"])
     auto = model_params.FitSettings.from_model_meta(fit.python_model_config("segment_model", "postgres", {})["meta"])
     assert auto.n_segments == 0 and auto == model_params.FitSettings()  # the YAML defaults are the class defaults
 

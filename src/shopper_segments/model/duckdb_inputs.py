@@ -1,25 +1,35 @@
 """Inputs of the fit and of the analyses, read from DuckDB relations (what `dbt.ref` gives a
 dbt Python model on dbt-duckdb). Lazy: a relation is only read when the library asks for it, so
-a daily run with nothing to fit or analyse reads (almost) nothing.
+a daily run with nothing to fit or analyse reads (almost) nothing, and imports neither pandas nor
+scikit-learn (`due`).
 """
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
-from .analyses import ANALYSES, threshold
-from .analyses.study import StudyInputs
+from . import due
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from .analyses.study import StudyInputs
 
 
 def rows_of(session, relation, key: str, ids: np.ndarray) -> pd.DataFrame:
     """Rows of `relation` whose `key` is one of `ids`, sorted by `key`."""
+    import numpy as np
+    import pandas as pd
+
     chosen = session.from_df(pd.DataFrame({"chosen_key": np.asarray(ids, dtype=np.int64)}))
     return relation.join(chosen, f"{key} = chosen_key").order(key).df().drop(columns="chosen_key")
 
 
 def study_inputs(session, user_features, feature_config) -> StudyInputs:
     """StudyInputs over the user_features relation and the segment_features seed relation."""
+    from .analyses.study import StudyInputs
+
     return StudyInputs(
         event_counts=lambda: user_features.project("user_id, events").df(),
         fetch_features=lambda ids: rows_of(session, user_features, "user_id", ids),
@@ -44,6 +54,11 @@ def analysis_model(dbt, session, analysis: str, fitted_params, user_features, fe
     threshold curve also re-derives features from sampled events (`events`, the calendar and the
     night hours of `meta`).
     """
+    if not due.analysis_may_be_due(dbt, session, fitted_params):
+        return due.no_new_rows(dbt, session)
+    # Something to analyse: the analyses and scikit-learn are imported now, not on a daily run.
+    from .analyses import ANALYSES, threshold
+
     study = study_inputs(session, user_features, feature_config)
     extra = {}
     if events is not None:

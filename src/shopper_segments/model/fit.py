@@ -31,7 +31,7 @@ import yaml
 
 from .. import settings
 from ..ingest import connections
-from . import params, training
+from . import due, params, training
 from .analyses import assignment, k_and_features, methods, threshold
 from .analyses.study import StudyInputs
 
@@ -80,7 +80,7 @@ class FitContext:
         return python_model_config(model, self.target_type, self.cli_vars)
 
     def retrain(self, config: dict[str, Any]) -> bool:
-        return self.retrain_flag or params.retrain_requested(config.get("meta"))
+        return self.retrain_flag or due.retrain_requested(config.get("meta"))
 
     def analysed_versions(self, name: str) -> list[int]:
         """Model versions already in the analysis table `name` (none before its first write), as

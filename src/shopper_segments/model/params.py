@@ -132,11 +132,6 @@ class FitSettings:
         return cls(**values)
 
 
-def retrain_requested(meta: Mapping[str, Any] | None) -> bool:
-    """The `retrain` var, as segment_model's config carries it (`meta.retrain`)."""
-    return str((meta or {}).get("retrain", False)).strip().lower() == "true"
-
-
 def minimum_training_users(settings: FitSettings) -> int:
     """Shoppers a fit needs at least: two per segment of the smallest k it may choose."""
     return max(settings.n_segments or settings.k_min, 2) * 2
