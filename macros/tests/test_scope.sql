@@ -1,25 +1,28 @@
 {#- What a build's data tests read (docs/data_quality.md, "What a run tests").
 
-    A daily run adds a day to months of history: testing every staged event again costs the history,
-    not the day. With SEGMENTS_DATA_TESTS=new (what a daily `segments run` sets) the generic tests of
-    stg_events and stg_events_rejected read only the rows of the loads not tested yet. Those two tables
-    are the ones whose rows never change once their load is staged; sessions and features (recomputed
-    for touched shoppers, refreshed recency, retention) are always tested whole. So are tests that a
-    part of the rows cannot answer: a table's emptiness, and uniqueness over columns that do not
-    include the load (a new row may duplicate an old one) unless the table names never-null columns
-    of the key to probe with (load_scoped_probe_columns): then the test reads the rows that share
-    those columns with a row of an untested load. SEGMENTS_DATA_TESTS=all (the default of any
-    dbt command), a retraining run and any full refresh test every row.
+    A daily run adds a day to months of history: testing every staged event and every session again
+    costs the history, not the day. With SEGMENTS_DATA_TESTS=new (what a daily `segments run` sets) the
+    generic tests of stg_events, stg_events_rejected and int_sessions read only the rows of the loads
+    not tested yet: the staged rows of those loads, and the sessions that received their events (a
+    session's last_load_id is its newest load, and load ids only grow). Staged rows never change once
+    their load is staged; a session changes when it receives events, or when retention drops some of
+    them (those few rows keep their load and are tested by the next full run). Features are always
+    tested whole: the daily recency refresh changes every row. So are tests that a part of the rows
+    cannot answer: a table's emptiness, and uniqueness over columns that do not include the load (a
+    new row may duplicate an old one) unless the table names never-null columns of the key to probe
+    with (load_scoped_probe_columns): then the test reads the rows that share those columns with a row
+    of an untested load. SEGMENTS_DATA_TESTS=all (the default of any dbt command), a retraining run and
+    any full refresh test every row.
 
-    raw.tested_loads holds the ids of the loads whose rows passed: a build that staged them (the three
-    staging models succeeded) and in which every data test of those two tables passed adds the loads
-    of stg_event_loads (on-run-end). A load whose build or tests failed is tested again by the next
-    run. It holds load ids only, no event data. -#}
+    raw.tested_loads holds the ids of the loads whose rows passed: a build that staged them and built
+    their sessions (the load-scoped models and stg_event_loads succeeded) and in which every data test
+    of the load-scoped tables passed adds the loads of stg_event_loads (on-run-end). A load whose build
+    or tests failed is tested again by the next run. It holds load ids only, no event data. -#}
 
 
 {#- The tables tested by load, and the column naming each row's load. -#}
 {% macro load_scoped_columns() -%}
-    {{ return({'stg_events': 'load_id', 'stg_events_rejected': 'load_id'}) }}
+    {{ return({'stg_events': 'load_id', 'stg_events_rejected': 'load_id', 'int_sessions': 'last_load_id'}) }}
 {%- endmacro %}
 
 
@@ -28,7 +31,7 @@
     duplicate of a new row shares them, so it is read; duplicates among tested rows were found when
     their loads were tested (a load is recorded only when every test passed). -#}
 {% macro load_scoped_probe_columns() -%}
-    {{ return({'stg_events': ['user_id', 'event_time']}) }}
+    {{ return({'stg_events': ['user_id', 'event_time'], 'int_sessions': ['user_id']}) }}
 {%- endmacro %}
 
 
@@ -152,16 +155,16 @@
 {%- endmacro %}
 
 
-{#- on-run-end: a build that staged the pending loads (the three staging models succeeded) and in which
-    every data test of the load-scoped tables passed (a warning passes) records the staged loads (those
-    with rows: not a duplicate or quarantined file). -#}
+{#- on-run-end: a build that staged the pending loads and built their sessions (the load-scoped models
+    and stg_event_loads succeeded) and in which every data test of the load-scoped tables passed (a
+    warning passes) records the staged loads (those with rows: not a duplicate or quarantined file). -#}
 {% macro record_tested_loads(results) -%}
     {%- if execute and flags.WHICH == 'build' -%}
         {%- set scoped_models = [] -%}
         {%- for name in load_scoped_columns() -%}
             {%- do scoped_models.append('model.' ~ project_name ~ '.' ~ name) -%}
         {%- endfor -%}
-        {#- The load-scoped tables and the audit, which lists the loads they have staged. -#}
+        {#- The load-scoped tables and the audit, which lists the loads they hold. -#}
         {%- set staging = scoped_models + ['model.' ~ project_name ~ '.stg_event_loads'] -%}
         {%- set staged = results | selectattr('node.unique_id', 'in', staging)
                          | selectattr('status', 'equalto', 'success') | list -%}

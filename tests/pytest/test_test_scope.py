@@ -79,3 +79,37 @@ def test_a_daily_run_probes_the_history_for_duplicates_of_the_new_rows_only(real
         con.execute(copy_of_an_old_row.format(load=new_load))  # a new row duplicating an old one
     result, node = daily_test()
     assert node["status"] == "fail" and result.returncode == 1, node
+
+
+def test_a_daily_run_tests_the_sessions_of_the_untested_loads(real_warehouse, tmp_path):
+    """int_sessions is tested by load too: on a daily run its tests read the sessions whose newest event
+    comes from an untested load (last_load_id), and its uniqueness the sessions of their shoppers. A broken
+    and a duplicated old session pass a daily test, fail a full one, and fail a daily one once their load
+    is untested again."""
+    warehouse = copy_warehouse(real_warehouse, tmp_path / "wh")
+    with duckdb.connect(str(warehouse.path)) as con:
+        user_id, session, load_id = con.sql(
+            "select user_id, user_session, last_load_id from int_sessions order by all limit 1").fetchall()[0]
+        old_session = f"user_id = {user_id} and user_session = '{session}'"
+        con.execute(f"update int_sessions set duration_seconds = -1 where {old_session}")
+        con.execute(f"insert into int_sessions select * from int_sessions where {old_session}")
+    rules = ("int_sessions_columns_are_valid", "unique_combination_int_sessions_user_id__user_session")
+
+    def session_tests(**env):
+        result = warehouse.segments("dbt", "--", "test", "--select", "int_sessions", check=False, **env)
+        nodes = {rule: node for node in last_results(warehouse, "test") for rule in rules if rule in node["unique_id"]}
+        assert nodes.keys() == set(rules), nodes.keys()
+        return result, nodes
+
+    result, nodes = session_tests(SEGMENTS_DATA_TESTS="new")
+    assert result.returncode == 0 and {node["status"] for node in nodes.values()} == {"pass"}
+    assert "last_load_id in (null)" in nodes[rules[0]]["compiled_code"]
+    assert "new_rows.user_id = scoped_rows.user_id" in nodes[rules[1]]["compiled_code"]
+    result, nodes = session_tests(SEGMENTS_DATA_TESTS="all")
+    assert result.returncode == 1 and {node["status"] for node in nodes.values()} == {"fail"}
+
+    with duckdb.connect(str(warehouse.path)) as con:
+        con.execute(f"delete from raw.tested_loads where load_id = {load_id}")
+    result, nodes = session_tests(SEGMENTS_DATA_TESTS="new")
+    assert result.returncode == 1 and {node["status"] for node in nodes.values()} == {"fail"}
+    assert f"last_load_id in ({load_id})" in nodes[rules[0]]["compiled_code"]
