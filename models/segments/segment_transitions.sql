@@ -1,32 +1,25 @@
 {#- Moves between segments, from the assignment history (snapshot user_segment_history): one row
     per day of change, previous and new model version, previous and new segment. A retraining
-    re-scores everyone, so its rows show who kept their segment id and who moved. -#}
+    re-scores everyone, so its rows show who kept their segment id and who moved.
+    A shopper's previous period is the history row that the snapshot closed when it opened this one
+    (its dbt_valid_to is this row's dbt_valid_from: both are the time of that snapshot), so the pairs
+    come from a join on the few closed rows rather than a window over the whole history. -#}
 {{ config(materialized='table') }}
 
-with history as (
+with changes as (
     select
-        user_id,
-        segment_status,
-        segment_id,
-        model_version,
-        dbt_valid_from,
-        lag(segment_status) over (partition by user_id order by dbt_valid_from) as previous_status,
-        lag(segment_id) over (partition by user_id order by dbt_valid_from) as previous_segment_id,
-        lag(model_version) over (partition by user_id order by dbt_valid_from) as previous_model_version
-    from {{ ref('user_segment_history') }}
-),
-
-changes as (
-    select
-        cast(dbt_valid_from as date) as changed_on,
-        previous_model_version as from_model_version,
-        model_version as to_model_version,
-        previous_status as from_status,
-        segment_status as to_status,
-        previous_segment_id as from_segment_id,
-        segment_id as to_segment_id
-    from history
-    where previous_model_version is not null
+        cast(current_period.dbt_valid_from as date) as changed_on,
+        previous_period.model_version as from_model_version,
+        current_period.model_version as to_model_version,
+        previous_period.segment_status as from_status,
+        current_period.segment_status as to_status,
+        previous_period.segment_id as from_segment_id,
+        current_period.segment_id as to_segment_id
+    from {{ ref('user_segment_history') }} as current_period
+    inner join {{ ref('user_segment_history') }} as previous_period
+        on
+            current_period.user_id = previous_period.user_id
+            and current_period.dbt_valid_from = previous_period.dbt_valid_to
 )
 
 select
