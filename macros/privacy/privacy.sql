@@ -286,22 +286,22 @@
     history (docs/gdpr.md). Events of this build's files that are already outside the window are
     not history: they are purged and counted (stg_event_loads.rows_expired), never refused. -#}
 {% macro guarded_purge_expired(time_column, events) -%}
-    {#- Counting reads every event: only when one is outside the window (a probe the warehouse answers
-        from the blocks' time ranges; a day inside the window costs no count). -#}
-    {%- set cutoff = retention_cutoff(events) if execute else none -%}
-    {%- set expiring_probe = "select count(*) from (select 1 from " ~ this ~ " where " ~ time_column ~ " < "
-                             ~ cutoff ~ " limit 1) as expiring" -%}
-    {%- if execute and run_query(expiring_probe).rows[0][0] | int > 0 -%}
-        {%- set stored_before = "load_id not in (" ~ pending_load_ids() ~ ")" -%}
-        {%- set counts = run_query(
-            "select " ~ count_where(stored_before)
-            ~ ", " ~ count_where(stored_before ~ " and " ~ time_column ~ " < " ~ cutoff)
-            ~ ", " ~ count_where("not " ~ stored_before ~ " and " ~ time_column ~ " < " ~ cutoff)
-            ~ ", cast(" ~ cutoff ~ " as " ~ dbt.type_string() ~ "), cast(" ~ data_end(events) ~ " as " ~ dbt.type_string()
-            ~ ") from " ~ this
-        ).rows[0] -%}
-        {%- set stored, expiring, arrived_expired = (counts[0] or 0) | int, (counts[1] or 0) | int, (counts[2] or 0) | int -%}
-        {%- if expiring + arrived_expired > 0 -%}
+    {%- if execute -%}
+        {%- set cutoff = retention_cutoff(events) -%}
+        {#- Counting reads every event: only when one is outside the window (a probe the warehouse answers
+            from the blocks' time ranges; a day inside the window costs no count, and purges nothing). -#}
+        {%- set expiring_probe = "select count(*) from (select 1 from " ~ this ~ " where " ~ time_column
+                                 ~ " < " ~ cutoff ~ " limit 1) as expiring" -%}
+        {%- if run_query(expiring_probe).rows[0][0] | int > 0 -%}
+            {%- set stored_before = "load_id not in (" ~ pending_load_ids() ~ ")" -%}
+            {%- set counts = run_query(
+                "select " ~ count_where(stored_before)
+                ~ ", " ~ count_where(stored_before ~ " and " ~ time_column ~ " < " ~ cutoff)
+                ~ ", " ~ count_where("not " ~ stored_before ~ " and " ~ time_column ~ " < " ~ cutoff)
+                ~ ", cast(" ~ cutoff ~ " as " ~ dbt.type_string() ~ "), cast(" ~ data_end(events) ~ " as " ~ dbt.type_string()
+                ~ ") from " ~ this
+            ).rows[0] -%}
+            {%- set stored, expiring, arrived_expired = (counts[0] or 0) | int, (counts[1] or 0) | int, (counts[2] or 0) | int -%}
             {%- set share = expiring / stored if stored else 0 -%}
             {%- set summary = "Retention purges " ~ expiring ~ " of the " ~ stored ~ " events stored before this build ("
                 ~ (share * 100) | round(1) ~ " %) and " ~ arrived_expired ~ " events that arrived already outside the "

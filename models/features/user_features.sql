@@ -211,7 +211,7 @@ select
     {{ safe_divide('category_mix.uncategorised_events', 'session_totals.events') }} as share_uncategorised,
     session_totals.last_load_id,
     -- When this run recomputed the row from its events (the recency refresh leaves it): user_segments
-    -- re-scores only the shoppers recomputed since it last scored (segment_scoring_scope).
+    -- re-scores only the shoppers recomputed since it last scored (segment_rescoring_cutoff).
     cast({{ dbt.current_timestamp() }} as {{ dbt.type_timestamp() }}) as computed_at
 from session_totals
 inner join event_totals on session_totals.user_id = event_totals.user_id

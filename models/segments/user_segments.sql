@@ -25,16 +25,18 @@
     ) }}
 {%- endif %}
 {%- set rescoring_cutoff = segment_rescoring_cutoff(model) %}
-{%- set shoppers_scored -%}
+{#- The shoppers this run scores (every one, or those recomputed since the cutoff), read by the scoring
+    and by the results alike. -#}
+{%- set shoppers -%}
     {%- if rescoring_cutoff -%}
-        (select * from {{ ref('user_features') }} where computed_at >= {{ rescoring_cutoff }}) as rescored_shoppers
+        (select * from {{ ref('user_features') }} where computed_at >= {{ rescoring_cutoff }}) as shoppers
     {%- else -%}
-        {{ ref('user_features') }}
+        {{ ref('user_features') }} as shoppers
     {%- endif -%}
 {%- endset %}
 
 with scores as (
-    {{ segment_scores(model, shoppers_scored) | indent(4) }}
+    {{ segment_scores(model, shoppers) | indent(4) }}
 ),
 
 current_labels as (
@@ -57,12 +59,9 @@ results as (
         cast(coalesce(current_labels.segment_name, 'Not enough history') as varchar) as segment_name,
         cast(scores.distance_to_centroid as {{ type_double() }}) as distance_to_centroid,
         cast({{ model_version }} as integer) as model_version
-    from {{ ref('user_features') }} as shoppers
+    from {{ shoppers }}
     left join scores on shoppers.user_id = scores.user_id
     left join current_labels on scores.segment_id = current_labels.segment_id
-    {%- if rescoring_cutoff %}
-        where shoppers.computed_at >= {{ rescoring_cutoff }}
-    {%- endif %}
 )
 
 select

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 from conftest import PROJECT, Warehouse, copy_warehouse, last_results
 from shopper_segments.generate import generate_events
-from shopper_segments.model import params as model_params
 from shopper_segments.ingest.files import EXPECTED_HEADER
+from shopper_segments.model import params as model_params
 
 # Columns that record when a run happened: they differ between two warehouses built at different
 # moments, and are left out when comparing them.
