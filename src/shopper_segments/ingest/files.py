@@ -346,6 +346,21 @@ def _check_lines(con: duckdb.DuckDBPyConnection, table: str, load_id: int, file_
             f"unexpected header {shown!r}; expected {EXPECTED_HEADER!r} or no header line "
             "(is this a REES46 event file?)",
         )
+    first_data_line = 1 if has_header else 0
+    # One line with the nine comma-separated fields settles a sound file: a probe that stops at the
+    # first (3 ms a file, against 270 ms for the counts below, which only a refused file needs).
+    nine_fields = con.execute(
+        f"""
+        select count(*) from (
+            select 1 from {table}
+            where load_id = ? and line_number > ? and len(line) - len(replace(line, ',', '')) = 8
+            limit 1
+        ) as probe
+        """,
+        [load_id, first_data_line],
+    ).fetchall()[0][0]
+    if nine_fields:
+        return has_header
     delimiters = {",": "comma", **{("\t" if c == "\\t" else c): n for c, n in _OTHER_DELIMITERS.items()}}
     counts = ", ".join(
         f"count(*) filter (where len(line) - len(replace(line, {_sql_string(char)}, '')) = 8)" for char in delimiters
@@ -355,20 +370,19 @@ def _check_lines(con: duckdb.DuckDBPyConnection, table: str, load_id: int, file_
         select count(*), mode(len(line) - len(replace(line, ',', '')) + 1), {counts}
         from {table} where load_id = ? and line_number > ?
         """,
-        [load_id, 1 if has_header else 0],
+        [load_id, first_data_line],
     ).fetchall()[0]
     if data_lines == 0:
         raise EventFileError(file_name, "empty file (a header but no events)")
+    # No line splits in nine on commas: name the delimiter that would split them, if one does.
     by_delimiter = dict(zip(delimiters.items(), nine_field_lines))
-    if by_delimiter[(",", "comma")] == 0:
-        (char, name), other = max(by_delimiter.items(), key=lambda item: item[1])
-        if other > 0:
-            raise EventFileError(file_name, _wrong_delimiter_message(name, char))
-        raise EventFileError(
-            file_name,
-            f"no line has the {len(EXPECTED_COLUMNS)} REES46 fields (lines have {common_count} fields)",
-        )
-    return has_header
+    (char, name), other = max(by_delimiter.items(), key=lambda item: item[1])
+    if other > 0:
+        raise EventFileError(file_name, _wrong_delimiter_message(name, char))
+    raise EventFileError(
+        file_name,
+        f"no line has the {len(EXPECTED_COLUMNS)} REES46 fields (lines have {common_count} fields)",
+    )
 
 
 @contextmanager
