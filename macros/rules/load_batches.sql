@@ -50,6 +50,24 @@
 {%- endmacro %}
 
 
+{#- The loads landed after the newest one an incremental model was built from (its largest
+    last_load_id), as the SQL of an IN list. When the model executes in a run or build: literal ids,
+    the warehouse then plans the read of the new events for what they are, a few loads (the day's
+    int_sessions on two months of history: its query 1.3-1.9 s with `load_id > (subquery)`, 0.75 s with
+    the list). The query otherwise. -#}
+{% macro loads_since_built(relation) -%}
+    {%- set query -%}
+        select landed.load_id
+        from {{ source('raw', 'event_files') }} as landed
+        where landed.load_id > (select coalesce(max(known.last_load_id), 0) from {{ relation }} as known)
+    {%- endset -%}
+    {%- if executes_with_literal_lists(relation) -%}
+        {{ return(literal_id_list(run_query(query).columns[0].values() | map('int') | list)) }}
+    {%- endif -%}
+    {{ return(query) }}
+{%- endmacro %}
+
+
 {#- Load ids as the SQL of an IN list. None: NULL, which no load_id equals (with the query instead,
     PostgreSQL would check every landed line to find none: 27 s of a daily build on the demo). -#}
 {% macro literal_id_list(ids) -%}

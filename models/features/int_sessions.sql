@@ -19,7 +19,7 @@ with
             user_session,
             event_time
         from {{ ref('stg_events') }}
-        where load_id > (select coalesce(max(known.last_load_id), 0) from {{ this }} as known)
+        where load_id in ({{ loads_since_built(this) }})
     ),
 
     -- Sessions that received new events, and sessions that lost events to the retention window
@@ -72,7 +72,10 @@ events as {{ cte_inlined() if not is_incremental() else '' }} (
             on
                 stg_events.user_id = touched_sessions.user_id
                 and stg_events.user_session = touched_sessions.user_session
-        where stg_events.event_time >= (select earliest_touched_event.event_time from earliest_touched_event)
+        -- Nothing touched (a run with no new file): the end of the data, not NULL, which would read every block.
+        where stg_events.event_time >= (
+                select coalesce(earliest_touched_event.event_time, {{ data_end() }}) from earliest_touched_event
+            )
     {% endif %}
 ),
 

@@ -20,7 +20,7 @@ with touched_users as (
         from (
             select user_id
             from {{ ref('stg_events') }}
-            where load_id > (select coalesce(max(known.last_load_id), 0) from {{ this }} as known)
+            where load_id in ({{ loads_since_built(this) }})
             union all
             select expiring.user_id
             from {{ this }} as expiring
