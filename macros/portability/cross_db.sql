@@ -46,7 +46,8 @@
 
 {#- Number of rows where `condition` holds: a BIGINT on every warehouse, 0 over no rows. A count of a
     CASE, not a sum of ones cast from DuckDB's HUGEINT sum: the month's per-session totals (ten such
-    counts) took 17 s with sums, 7.5 s with counts (docs/benchmarks.md). Standard SQL: no FILTER clause, which Redshift lacks. -#}
+    counts) took 17 s with sums, 7.5 s with counts (docs/benchmarks.md). Standard SQL: no FILTER
+    clause, which Redshift lacks. -#}
 {% macro count_where(condition) -%}
     count(case when {{ condition }} then 1 end)
 {%- endmacro %}

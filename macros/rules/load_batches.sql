@@ -34,7 +34,7 @@
         {%- endif %}
     {%- endset -%}
     {%- if executing -%}
-        {%- set load_ids = run_query(pending_query).columns[0].values() | map('int') | list -%}
+        {%- set load_ids = load_ids_of(pending_query) -%}
         {{ return(load_ids if as_list else literal_id_list(load_ids)) }}
     {%- endif -%}
     {{ return(pending_query) }}
@@ -62,9 +62,15 @@
         where landed.load_id > (select coalesce(max(known.last_load_id), 0) from {{ relation }} as known)
     {%- endset -%}
     {%- if executes_with_literal_lists(relation) -%}
-        {{ return(literal_id_list(run_query(query).columns[0].values() | map('int') | list)) }}
+        {{ return(literal_id_list(load_ids_of(query))) }}
     {%- endif -%}
     {{ return(query) }}
+{%- endmacro %}
+
+
+{#- The load ids a query returns (its first column), as a list of integers. -#}
+{% macro load_ids_of(query) -%}
+    {{ return(run_query(query).columns[0].values() | map('int') | list) }}
 {%- endmacro %}
 
 
@@ -108,7 +114,7 @@
     {%- if executes_with_literal_lists(parsed) -%}
         {%- set built_now = parsed_id in selected_resources
             and adapter.get_relation(parsed.database, parsed.schema, parsed.identifier) is not none -%}
-        {%- set covered = run_query('select distinct load_id from ' ~ parsed).columns[0].values() | map('int') | list
+        {%- set covered = load_ids_of('select distinct load_id from ' ~ parsed)
             if built_now else [] -%}
         {%- set pending_ids = pending_load_ids(as_list=true) -%}
         (

@@ -89,7 +89,7 @@
             and files.load_id not in (select tested.load_id from {{ tested_loads_relation() }} as tested)
     {%- endset -%}
     {%- if execute -%}
-        {%- set load_ids = run_query(untested).columns[0].values() | map('int') | list -%}
+        {%- set load_ids = load_ids_of(untested) -%}
         {{ return(literal_id_list(load_ids)) }}
     {%- endif -%}
     {{ return(untested) }}
