@@ -20,11 +20,11 @@
 
 {#- The keyword that lets the engine inline a CTE referenced several times instead of storing it once:
     `with x as {{ cte_inlined() }} (...)`. DuckDB stores such a CTE whole, every column of every row:
-    for the events of int_sessions and user_features on a full build (43 M events, all columns of
+    for the events of int_sessions and int_user_features on a full build (43 M events, all columns of
     stg_events) that copy cost more than reading the columns each use needs (int_sessions 44 s -> 32 s,
-    user_features 34 s -> 27 s on the real-shaped month). A daily run's events are few: stored once,
+    the features 34 s -> 27 s on the real-shaped month). A daily run's events are few: stored once,
     they cost less than a second read of the history (two months: int_sessions 1.9 s stored, 2.7 s
-    inlined; user_features 5.5 s and 6.1 s), so the models inline on full builds only. PostgreSQL
+    inlined; the features 5.5 s and 6.1 s), so the models inline on full builds only. PostgreSQL
     inlines a CTE referenced once and is left to choose; Redshift has no such keyword. -#}
 {% macro cte_inlined() -%}
     {{ return(adapter.dispatch('cte_inlined', 'shopper_segments')()) }}

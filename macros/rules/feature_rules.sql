@@ -30,16 +30,8 @@
 {%- endmacro %}
 
 
-{#- The end of the data: the time of the last clean event (of `events`, default stg_events). -#}
-{% macro data_end(events=none) -%}
-    (select max(all_events.event_time) from {{ events if events is not none else ref('stg_events') }} as all_events)
-{%- endmacro %}
-
-
-{#- Post-hook of user_features: when new events move the end of the data, every shopper's
-    recency moves with it, not only the recomputed shoppers'. -#}
-{% macro refresh_recency_days() -%}
-    update {{ this }}
-    set recency_days = {{ recency_days('last_event_at', data_end()) }}
-    where recency_days <> {{ recency_days('last_event_at', data_end()) }}
+{#- The end of the data: the time of the last clean event (of `events`, default stg_events; read from
+    `time_column`, e.g. the shoppers' last_event_at in int_user_features, whose newest is the same time). -#}
+{% macro data_end(events=none, time_column='event_time') -%}
+    (select max(all_events.{{ time_column }}) from {{ events if events is not none else ref('stg_events') }} as all_events)
 {%- endmacro %}

@@ -250,7 +250,8 @@
     (computed_at at or after the latest scored_at: a run's computed_at precedes its scored_at, so the
     previous run's rows are not read again, and rows recomputed by a run that stopped before scoring
     are newer than every scored_at). Everyone is scored on a full build, for a new model version, and
-    when the model reads recency_days, which the daily recency refresh moves for every shopper. -#}
+    when the model reads recency_days, which moves for every shopper each day (user_features computes it
+    when read). -#}
 {% macro segment_rescoring_cutoff(model) -%}
     {%- if not execute or model is none or not is_incremental() or 'recency_days' in model.features -%}
         {{ return(none) }}

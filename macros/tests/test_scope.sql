@@ -2,14 +2,14 @@
 
     A daily run adds a day to months of history: testing every staged event and every session again
     costs the history, not the day. With SEGMENTS_DATA_TESTS=new (what a daily `segments run` sets) the
-    generic tests of stg_events, stg_events_rejected and int_sessions read only the rows of the loads
-    not tested yet: the staged rows of those loads, and the sessions that received their events (a
-    session's last_load_id is its newest load, and load ids only grow). Staged rows never change once
-    their load is staged; a session changes when it receives events, or when retention drops some of
-    them (those few rows keep their load and are tested by the next full run). Features are always
-    tested whole: the daily recency refresh changes every row. So are tests that a part of the rows
-    cannot answer: a table's emptiness, and uniqueness over columns that do not include the load (a
-    new row may duplicate an old one) unless the table names never-null columns of the key to probe
+    generic tests of stg_events, stg_events_rejected, int_sessions and user_features read only the rows
+    of the loads not tested yet: the staged rows of those loads, and the sessions and shoppers that
+    received their events (last_load_id is a row's newest load, and load ids only grow). Staged rows
+    never change once their load is staged; a session or a shopper changes when it receives events, or
+    when retention drops some of them (those few rows keep their load and are tested by the next full
+    run). recency_days, which moves for everyone daily, is computed when user_features is read, not
+    stored. Tests that a part of the rows cannot answer read every row: a table's emptiness, and
+    uniqueness over columns that do not include the load (a new row may duplicate an old one) unless the table names never-null columns of the key to probe
     with (load_scoped_probe_columns): then the test reads the rows that share those columns with a row
     of an untested load. SEGMENTS_DATA_TESTS=all (the default of any dbt command), a retraining run and
     any full refresh test every row.
@@ -22,7 +22,8 @@
 
 {#- The tables tested by load, and the column naming each row's load. -#}
 {% macro load_scoped_columns() -%}
-    {{ return({'stg_events': 'load_id', 'stg_events_rejected': 'load_id', 'int_sessions': 'last_load_id'}) }}
+    {{ return({'stg_events': 'load_id', 'stg_events_rejected': 'load_id', 'int_sessions': 'last_load_id',
+               'user_features': 'last_load_id'}) }}
 {%- endmacro %}
 
 

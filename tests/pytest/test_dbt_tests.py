@@ -30,8 +30,8 @@ def test_columns_are_valid_reports_each_broken_rule(real_warehouse, tmp_path):
     assert [(node["status"], node["failures"]) for node in last_results(warehouse, "test")] == [("pass", 0)]
     with duckdb.connect(str(warehouse.path)) as con:
         first, second = [row[0] for row in con.sql("select user_id from user_features order by user_id limit 2").fetchall()]
-        con.execute(f"update user_features set sessions = 0, night_share = 1.5 where user_id = {first}")
-        con.execute(f"update user_features set sessions = 0, events = null where user_id = {second}")
+        con.execute(f"update int_user_features set sessions = 0, night_share = 1.5 where user_id = {first}")
+        con.execute(f"update int_user_features set sessions = 0, events = null where user_id = {second}")
     failed = warehouse.segments("dbt", "--", "test", *selection, "--store-failures", check=False)
     assert failed.returncode == 1, failed.stdout
     assert [(node["status"], node["failures"]) for node in last_results(warehouse, "test")] == [("fail", 3)]

@@ -86,7 +86,7 @@ def test_erased_shoppers_are_absent_from_every_relation_after_a_build(tmp_path, 
     assert real == october_min_user_id()
     before = rows_mentioning(warehouse, erased)
     assert sum(before.values()) > 0 and before['main."stg_events_rejected"'] > 0
-    assert before['main."user_segments"'] > 0 and before['main."user_features"'] > 0
+    assert before['main."user_segments"'] > 0 and before['main."int_user_features"'] > 0
     rejected = warehouse.df(f"select reject_reason from stg_events_rejected where raw_line like '%{real}%'")
     assert sorted(rejected.reject_reason) == ["invalid_user_id", "wrong_field_count", "wrong_field_count"]
     assert all(str(uid).encode() in warehouse.path.read_bytes() for uid in erased)

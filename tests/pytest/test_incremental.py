@@ -163,7 +163,7 @@ def test_a_broken_file_is_quarantined_the_others_are_built_and_a_fixed_file_is_r
 KILL_POINTS = [
     "START sql incremental model main.stg_events ",
     "OK created sql incremental model main.stg_events_rejected",
-    "START sql incremental model main.user_features",
+    "START sql incremental model main.int_user_features",
     "START sql incremental model main.user_segments",
 ]
 
@@ -297,8 +297,8 @@ def test_a_daily_run_scores_the_recomputed_shoppers_and_gives_what_scoring_every
 
 
 def test_a_model_reading_recency_re_scores_every_shopper_each_day(tmp_path, history):
-    """recency_days moves for every shopper each day (the recency refresh, which leaves computed_at): a
-    model that reads it re-scores everyone."""
+    """recency_days moves for every shopper each day (user_features computes it when read; computed_at
+    stays): a model that reads it re-scores everyone."""
     warehouse, lake = history
     daily = copy_warehouse(warehouse, tmp_path / "daily")
     with duckdb.connect(str(daily.path)) as con:  # the current version reads recency_days for its first feature

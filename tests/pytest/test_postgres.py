@@ -221,7 +221,7 @@ def test_the_bi_role_can_read_the_marts_only(pg_real):
     granted = {name for name, allowed in readable.items() if allowed}
     assert {"user_segments", "segment_profiles", "segment_labels", "segment_model_metrics"} <= granted
     not_marts = {"base_event_lines", "base_pending_event_lines", "stg_events", "stg_events_rejected",
-                 "stg_event_loads", "int_sessions", "user_features", "segment_model", "segment_features", "marketing_calendar"}
+                 "stg_event_loads", "int_sessions", "int_user_features", "user_features", "segment_model", "segment_features", "marketing_calendar"}
     assert not_marts <= set(readable) and granted.isdisjoint(not_marts)
 
 

@@ -28,7 +28,7 @@ REDSHIFT_ENV = {
     "SEGMENTS_REDSHIFT_PASSWORD": "placeholder-not-a-secret",
     "SEGMENTS_BI_GRANTEES": "group bi_readers",
 }
-LARGE_TABLES = ["stg_events", "int_sessions", "user_features", "user_segments"]
+LARGE_TABLES = ["stg_events", "int_sessions", "int_user_features", "user_segments"]
 # Project hooks are rendered when they run and may query the warehouse: not compilable offline.
 NOT_OFFLINE = ["resource_type:unit_test", "resource_type:operation"]
 # Compile-only helpers added to a scratch copy of the project (never to the project itself):
@@ -112,7 +112,7 @@ def compiled(tmp_path_factory) -> dict[str, str]:
     collect(root / "full", "full_refresh/")
     # stg_events / stg_events_rejected look up the audit table when incremental: they run for real on PostgreSQL.
     run_dbt(copy, root / "incremental", "compile", "--no-populate-cache", "--vars", "{offline_incremental: true}",
-            "--select", "int_sessions", "user_features", "stg_event_loads", "--exclude", *NOT_OFFLINE)
+            "--select", "int_sessions", "int_user_features", "user_features", "stg_event_loads", "--exclude", *NOT_OFFLINE)
     collect(root / "incremental", "incremental/")
     return out
 
@@ -172,7 +172,7 @@ def test_compile_covers_the_models_and_renders_redshift_sql(compiled):
     expected = {
         "base_event_lines.sql", "base_pending_event_lines.sql", "stg_events.sql", "stg_events_rejected.sql",
         "stg_event_loads.sql",
-        "int_sessions.sql", "user_features.sql", "segment_labels.sql", "segment_model_metrics.sql",
+        "int_sessions.sql", "int_user_features.sql", "user_features.sql", "segment_labels.sql", "segment_model_metrics.sql",
         "segment_profiles.sql", "offline_scoring.sql", "assert_segment_shares_sum_to_one.sql",
     }
     assert expected <= names

@@ -37,7 +37,7 @@ from .. import settings
 STAGES = {
     "staging": ("base_event_lines", "base_pending_event_lines", "stg_events", "stg_events_rejected", "stg_event_loads"),
     "sessions": ("int_sessions",),
-    "features": ("user_features",),
+    "features": ("int_user_features", "user_features"),
     "fit": ("segment_model",),
     "scoring": ("user_segments", "segment_profiles", "segment_labels", "segment_model_metrics"),
     # The model-quality analyses: once per model version, on bounded samples (docs/model.md).
