@@ -32,7 +32,7 @@
     duplicate of a new row shares them, so it is read; duplicates among tested rows were found when
     their loads were tested (a load is recorded only when every test passed). -#}
 {% macro load_scoped_probe_columns() -%}
-    {{ return({'stg_events': ['user_id', 'event_time'], 'int_sessions': ['user_id']}) }}
+    {{ return({'stg_events': ['user_id', 'event_time'], 'int_sessions': ['user_id'], 'user_features': ['user_id']}) }}
 {%- endmacro %}
 
 

@@ -4,6 +4,7 @@ tests"), on a copy of the real sample's warehouse. Not in `make check`: two `seg
 from __future__ import annotations
 
 import duckdb
+import pytest
 
 from conftest import NOVEMBER_HEAD, OCTOBER_HEAD, copy_warehouse, last_results
 
@@ -81,35 +82,46 @@ def test_a_daily_run_probes_the_history_for_duplicates_of_the_new_rows_only(real
     assert node["status"] == "fail" and result.returncode == 1, node
 
 
-def test_a_daily_run_tests_the_sessions_of_the_untested_loads(real_warehouse, tmp_path):
-    """int_sessions is tested by load too: on a daily run its tests read the sessions whose newest event
-    comes from an untested load (last_load_id), and its uniqueness the sessions of their shoppers. A broken
-    and a duplicated old session pass a daily test, fail a full one, and fail a daily one once their load
-    is untested again."""
+# The models tested by their rows' newest load (last_load_id): the stored table a test's row is
+# broken in, its key, a rule-breaking change, and its two tests (a column rule and the key's uniqueness).
+TESTED_BY_LAST_LOAD = {
+    "int_sessions": ("int_sessions", ["user_id", "user_session"], "duration_seconds = -1",
+                     ("int_sessions_columns_are_valid", "unique_combination_int_sessions_user_id__user_session")),
+    "user_features": ("int_user_features", ["user_id"], "sessions = 0",
+                      ("user_features_columns_are_valid", "unique_combination_user_features_user_id")),
+}
+
+
+@pytest.mark.parametrize("model", TESTED_BY_LAST_LOAD)
+def test_a_daily_run_tests_the_sessions_and_shoppers_of_the_untested_loads(real_warehouse, tmp_path, model):
+    """int_sessions and user_features are tested by load too: on a daily run their tests read the rows
+    whose newest event comes from an untested load (last_load_id), and their uniqueness the rows of the
+    shoppers with such a row. A broken and a duplicated old row pass a daily test, fail a full one, and
+    fail a daily one once their load is untested again."""
+    stored, key, breaking, rules = TESTED_BY_LAST_LOAD[model]
     warehouse = copy_warehouse(real_warehouse, tmp_path / "wh")
     with duckdb.connect(str(warehouse.path)) as con:
-        user_id, session, load_id = con.sql(
-            "select user_id, user_session, last_load_id from int_sessions order by all limit 1").fetchall()[0]
-        old_session = f"user_id = {user_id} and user_session = '{session}'"
-        con.execute(f"update int_sessions set duration_seconds = -1 where {old_session}")
-        con.execute(f"insert into int_sessions select * from int_sessions where {old_session}")
-    rules = ("int_sessions_columns_are_valid", "unique_combination_int_sessions_user_id__user_session")
+        *key_values, load_id = con.sql(f"select {', '.join(key)}, last_load_id from {stored} order by all limit 1"
+                                       ).fetchall()[0]
+        old_row = " and ".join(f"{column} = ?" for column in key)
+        con.execute(f"update {stored} set {breaking} where {old_row}", key_values)
+        con.execute(f"insert into {stored} select * from {stored} where {old_row}", key_values)
 
-    def session_tests(**env):
-        result = warehouse.segments("dbt", "--", "test", "--select", "int_sessions", check=False, **env)
+    def daily_or_full_tests(**env):
+        result = warehouse.segments("dbt", "--", "test", "--select", model, check=False, **env)
         nodes = {rule: node for node in last_results(warehouse, "test") for rule in rules if rule in node["unique_id"]}
         assert nodes.keys() == set(rules), nodes.keys()
         return result, nodes
 
-    result, nodes = session_tests(SEGMENTS_DATA_TESTS="new")
+    result, nodes = daily_or_full_tests(SEGMENTS_DATA_TESTS="new")
     assert result.returncode == 0 and {node["status"] for node in nodes.values()} == {"pass"}
     assert "last_load_id in (null)" in nodes[rules[0]]["compiled_code"]
     assert "new_rows.user_id = scoped_rows.user_id" in nodes[rules[1]]["compiled_code"]
-    result, nodes = session_tests(SEGMENTS_DATA_TESTS="all")
+    result, nodes = daily_or_full_tests(SEGMENTS_DATA_TESTS="all")
     assert result.returncode == 1 and {node["status"] for node in nodes.values()} == {"fail"}
 
     with duckdb.connect(str(warehouse.path)) as con:
         con.execute(f"delete from raw.tested_loads where load_id = {load_id}")
-    result, nodes = session_tests(SEGMENTS_DATA_TESTS="new")
+    result, nodes = daily_or_full_tests(SEGMENTS_DATA_TESTS="new")
     assert result.returncode == 1 and {node["status"] for node in nodes.values()} == {"fail"}
     assert f"last_load_id in ({load_id})" in nodes[rules[0]]["compiled_code"]
