@@ -15,9 +15,10 @@
     any full refresh test every row.
 
     raw.tested_loads holds the ids of the loads whose rows passed: a build that staged them and built
-    their sessions (the load-scoped models and stg_event_loads succeeded) and in which every data test
-    of the load-scoped tables passed adds the loads of stg_event_loads (on-run-end). A load whose build
-    or tests failed is tested again by the next run. It holds load ids only, no event data. -#}
+    their sessions and shoppers (the load-scoped models and stg_event_loads succeeded) and in which
+    every data test of the load-scoped tables passed adds the loads of stg_event_loads (on-run-end). A
+    load whose build or tests failed is tested again by the next run. It holds load ids only, no event
+    data. -#}
 
 
 {#- The tables tested by load, and the column naming each row's load. -#}
