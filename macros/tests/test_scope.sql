@@ -9,9 +9,9 @@
     when retention drops some of them (those few rows keep their load and are tested by the next full
     run). recency_days, which moves for everyone daily, is computed when user_features is read, not
     stored. Tests that a part of the rows cannot answer read every row: a table's emptiness, and
-    uniqueness over columns that do not include the load (a new row may duplicate an old one) unless the table names never-null columns of the key to probe
-    with (load_scoped_probe_columns): then the test reads the rows that share those columns with a row
-    of an untested load. SEGMENTS_DATA_TESTS=all (the default of any dbt command), a retraining run and
+    uniqueness over columns that do not include the load (a new row may duplicate an old one) unless
+    the table names never-null columns of the key to probe with (load_scoped_probe_columns): then the
+    test reads the rows that share those columns with a row of an untested load. SEGMENTS_DATA_TESTS=all (the default of any dbt command), a retraining run and
     any full refresh test every row.
 
     raw.tested_loads holds the ids of the loads whose rows passed: a build that staged them and built

@@ -1,5 +1,5 @@
 {#- One row per shopper: the stored behavioural features (formulas in _features.yml). user_features, the
-    table analysts read, is a view over this one that adds recency_days when it is read: recency
+    relation analysts read, is a view over this one that adds recency_days when it is read: recency
     depends on the end of the data, which moves for every shopper each day, and storing it would
     rewrite every row each day. Incremental: shoppers with events from newly loaded files are
     recomputed from their whole history. -#}
